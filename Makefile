@@ -1,0 +1,40 @@
+# usbip-gadget: every command the project runs, installed by the project itself.
+PYTHON ?= python3
+VENV   := $(CURDIR)/.venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test test-fast test-kernel lint demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,lint]'
+	touch $@
+
+## make test: the fast tier, then the kernel tier (one QEMU guest boot).
+test: test-fast test-kernel
+
+## make test-fast: no root, no VM.
+test-fast: setup
+	$(BIN)/pytest -m "not kernel"
+
+## make test-kernel: boots one guest with a real Linux USB stack and runs every kernel-tier test in it.
+test-kernel: setup
+	bash tools/kernel/run-tier
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+demo: setup
+	bash tools/kernel/run-tier --demo
+
+bench: setup
+	bash tools/kernel/run-tier --bench
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from usbip_gadget.cli import main
+
+raise SystemExit(main())

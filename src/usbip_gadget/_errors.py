@@ -1,0 +1,101 @@
+"""The exception hierarchy: one root, every failure the user can see below it."""
+
+from __future__ import annotations
+
+import errno
+
+
+class UsbipGadgetError(Exception):
+    """Root of every error this package raises on purpose.
+
+    ``hint`` is an optional sentence telling the user what to check.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def one_line(self) -> str:
+        """The message as shown on stderr, with its hint."""
+        text = str(self) or type(self).__name__
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class ProtocolError(UsbipGadgetError):
+    """A USB/IP or USB protocol rule was broken."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to build something the protocol does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow (malformed, oversized, unexpected)."""
+
+
+class TransportError(UsbipGadgetError):
+    """The connection could not be made or broke."""
+
+
+class UsbipTimeout(UsbipGadgetError):
+    """An operation did not complete in time."""
+
+
+class ImportRefused(UsbipGadgetError):
+    """The server declined OP_REQ_IMPORT (not exported, busy, or gone)."""
+
+
+class GadgetError(UsbipGadgetError):
+    """The local USB gadget could not be built, bound or served."""
+
+
+class TransferError(UsbipGadgetError):
+    """A URB completed with a non-zero status (a negated Linux errno on the wire)."""
+
+    errno_value: int = 0
+
+    def __init__(self, status: int, message: str | None = None) -> None:
+        self.status = status
+        name = errno.errorcode.get(-status, str(status))
+        super().__init__(message or f"transfer failed: {name} ({status})")
+
+
+class Stall(TransferError):
+    """-EPIPE: the endpoint is halted (or a control request was refused)."""
+
+    errno_value = errno.EPIPE
+
+
+class Unlinked(TransferError):
+    """-ECONNRESET (or -ENOENT): the URB was unlinked before it completed."""
+
+    errno_value = errno.ECONNRESET
+
+
+class DeviceGone(TransferError):
+    """-ENODEV / -ESHUTDOWN / -EPROTO: the device is no longer there or not answering."""
+
+    errno_value = errno.ENODEV
+
+
+class Overflow(TransferError):
+    """-EOVERFLOW: the device sent more data than was asked for (babble)."""
+
+    errno_value = errno.EOVERFLOW
+
+
+_BY_ERRNO: dict[int, type[TransferError]] = {
+    errno.EPIPE: Stall,
+    errno.ECONNRESET: Unlinked,
+    errno.ENOENT: Unlinked,
+    errno.ENODEV: DeviceGone,
+    errno.ESHUTDOWN: DeviceGone,
+    errno.EPROTO: DeviceGone,
+    errno.EOVERFLOW: Overflow,
+}
+
+
+def transfer_error(status: int) -> TransferError:
+    """The exception for a RET_SUBMIT status (negative errno; positive values are tolerated)."""
+    cls = _BY_ERRNO.get(abs(status), TransferError)
+    return cls(-abs(status))
