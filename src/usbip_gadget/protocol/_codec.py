@@ -1,0 +1,459 @@
+"""Building and parsing USB/IP messages with ``struct``.
+
+Parsers take a buffer and return ``(message, consumed)`` or ``None`` when more bytes are
+needed; they never consume partially. Every length and count from the wire is checked
+before it is used; a violation raises ``RemoteProtocolError``. Builders check what we
+are about to send and raise ``LocalProtocolError``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from usbip_gadget._errors import LocalProtocolError, RemoteProtocolError
+from usbip_gadget.protocol._constants import (
+    DEVICE_RECORD_SIZE,
+    MAX_DEVLIST_DEVICES,
+    MAX_ISO_PACKETS,
+    OP_HEADER_SIZE,
+    URB_HEADER_SIZE,
+    USBIP_VERSION,
+    Command,
+    Direction,
+    OpCode,
+    OpStatus,
+)
+from usbip_gadget.protocol._messages import (
+    CmdSubmit,
+    CmdUnlink,
+    DevlistReply,
+    DevlistRequest,
+    ExportedDevice,
+    ExportReply,
+    ExportRequest,
+    ImportReply,
+    ImportRequest,
+    InterfaceInfo,
+    IsoPacket,
+    OpMessage,
+    RetSubmit,
+    RetUnlink,
+    UnexportReply,
+    UnexportRequest,
+    UrbMessage,
+    UsbDevice,
+    is_iso_count,
+)
+
+_OP_HEADER = struct.Struct(">HHI")
+_DEVICE = struct.Struct(">256s32sIIIHHHBBBBBB")
+_INTERFACE = struct.Struct(">BBBx")
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
+_BASIC = struct.Struct(">IIIII")
+_SUBMIT = struct.Struct(">Iiiii8s")
+_RET_SUBMIT = struct.Struct(">iiiii8x")
+_UNLINK = struct.Struct(">I24x")
+_RET_UNLINK = struct.Struct(">i24x")
+_ISO = struct.Struct(">IIIi")
+
+assert _DEVICE.size == DEVICE_RECORD_SIZE
+assert _BASIC.size + _SUBMIT.size == URB_HEADER_SIZE == _BASIC.size + _RET_SUBMIT.size
+
+
+class _Short(Exception):
+    """Internal: the buffer ends before the message does."""
+
+
+class _Reader:
+    """Sequential reads from a buffer; running out raises ``_Short``."""
+
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
+        self._view = memoryview(data)
+        self.pos = 0
+
+    def take(self, n: int) -> memoryview:
+        end = self.pos + n
+        if end > len(self._view):
+            raise _Short
+        chunk = self._view[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def unpack(self, fmt: struct.Struct) -> tuple[Any, ...]:
+        return fmt.unpack(self.take(fmt.size))
+
+    def u32(self) -> int:
+        (value,) = _U32.unpack(self.take(4))
+        return int(value)
+
+
+# ---------------------------------------------------------------- strings and records
+
+
+def _cstring(raw: bytes, what: str) -> str:
+    end = raw.find(b"\0")
+    if end < 0:
+        raise RemoteProtocolError(f"{what} is not NUL-terminated")
+    try:
+        return raw[:end].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError(f"{what} is not valid UTF-8") from None
+
+
+def _fixed_string(text: str, size: int, what: str) -> bytes:
+    raw = text.encode("utf-8")
+    if b"\0" in raw or len(raw) >= size:
+        raise LocalProtocolError(f"{what} {text!r} does not fit in {size - 1} bytes")
+    return raw.ljust(size, b"\0")
+
+
+def _pack_device(dev: UsbDevice) -> bytes:
+    try:
+        return _DEVICE.pack(
+            _fixed_string(dev.path, 256, "path"),
+            _fixed_string(dev.busid, 32, "busid"),
+            dev.busnum,
+            dev.devnum,
+            dev.speed,
+            dev.id_vendor,
+            dev.id_product,
+            dev.bcd_device,
+            dev.b_device_class,
+            dev.b_device_sub_class,
+            dev.b_device_protocol,
+            dev.b_configuration_value,
+            dev.b_num_configurations,
+            dev.b_num_interfaces,
+        )
+    except struct.error as exc:
+        raise LocalProtocolError(f"device record field out of range: {exc}") from None
+
+
+def _parse_device(reader: _Reader) -> UsbDevice:
+    path, busid, *numbers = reader.unpack(_DEVICE)
+    return UsbDevice(_cstring(path, "path"), _cstring(busid, "busid"), *numbers)
+
+
+# ---------------------------------------------------------------- op phase
+
+
+def pack_op(message: OpMessage) -> bytes:
+    """The bytes of an op-phase message (both directions)."""
+    match message:
+        case DevlistRequest():
+            return _op_header(OpCode.REQ_DEVLIST, 0)
+        case DevlistReply(devices=devices, status=status):
+            return _op_header(OpCode.REP_DEVLIST, status) + (
+                _pack_devlist(devices) if status == OpStatus.OK else b""
+            )
+        case ImportRequest(busid=busid):
+            return _op_header(OpCode.REQ_IMPORT, 0) + _fixed_string(busid, 32, "busid")
+        case ImportReply(status=status, device=device):
+            if (status == OpStatus.OK) != (device is not None):
+                raise LocalProtocolError("OP_REP_IMPORT carries a device exactly when status is 0")
+            body = _pack_device(device) if device is not None else b""
+            return _op_header(OpCode.REP_IMPORT, status) + body
+        case ExportRequest(device=device):
+            return _op_header(OpCode.REQ_EXPORT, 0) + _pack_device(device)
+        case UnexportRequest(device=device):
+            return _op_header(OpCode.REQ_UNEXPORT, 0) + _pack_device(device)
+        case ExportReply(status=status, returncode=rc):
+            return _op_header(OpCode.REP_EXPORT, status) + _pack_i32(rc)
+        case UnexportReply(status=status, returncode=rc):
+            return _op_header(OpCode.REP_UNEXPORT, status) + _pack_i32(rc)
+    raise LocalProtocolError(f"not an op message: {message!r}")
+
+
+def _op_header(code: OpCode, status: int) -> bytes:
+    try:
+        return _OP_HEADER.pack(USBIP_VERSION, code, status)
+    except struct.error:
+        raise LocalProtocolError(f"op status {status} out of range") from None
+
+
+def _pack_i32(value: int) -> bytes:
+    try:
+        return _I32.pack(value)
+    except struct.error:
+        raise LocalProtocolError(f"return code {value} out of range") from None
+
+
+def _pack_devlist(devices: Sequence[ExportedDevice]) -> bytes:
+    parts = [_U32.pack(len(devices))]
+    for entry in devices:
+        if len(entry.interfaces) != entry.device.b_num_interfaces:
+            raise LocalProtocolError(
+                f"{entry.device.busid}: bNumInterfaces is {entry.device.b_num_interfaces} "
+                f"but {len(entry.interfaces)} interfaces are listed"
+            )
+        parts.append(_pack_device(entry.device))
+        parts.extend(
+            _INTERFACE.pack(i.b_interface_class, i.b_interface_sub_class, i.b_interface_protocol)
+            for i in entry.interfaces
+        )
+    return b"".join(parts)
+
+
+def peek_op_code(data: bytes | bytearray | memoryview) -> OpCode | None:
+    """The op code of the message at the start of ``data`` (None: need more bytes)."""
+    if len(data) < OP_HEADER_SIZE:
+        return None
+    version, code, _status = _OP_HEADER.unpack(data[:OP_HEADER_SIZE])
+    if version != USBIP_VERSION:
+        raise RemoteProtocolError(f"unsupported USB/IP version 0x{version:04x}")
+    try:
+        return OpCode(code)
+    except ValueError:
+        raise RemoteProtocolError(f"unknown op code 0x{code:04x}") from None
+
+
+def parse_op(data: bytes | bytearray | memoryview) -> tuple[OpMessage, int] | None:
+    """Parse one op-phase message from the start of ``data``."""
+    code = peek_op_code(data)
+    if code is None:
+        return None
+    reader = _Reader(data)
+    _version, _code, status = reader.unpack(_OP_HEADER)
+    try:
+        message = _OP_BODY[code](reader, status)
+    except _Short:
+        return None
+    return message, reader.pos
+
+
+def _body_devlist(reader: _Reader, status: int) -> OpMessage:
+    if status != OpStatus.OK:
+        return DevlistReply(status=status)
+    count = reader.u32()
+    if count > MAX_DEVLIST_DEVICES:
+        raise RemoteProtocolError(f"device list claims {count} devices")
+    devices = []
+    for _ in range(count):
+        device = _parse_device(reader)
+        interfaces = tuple(
+            InterfaceInfo(*reader.unpack(_INTERFACE)) for _ in range(device.b_num_interfaces)
+        )
+        devices.append(ExportedDevice(device, interfaces))
+    return DevlistReply(tuple(devices), status)
+
+
+def _body_import_reply(reader: _Reader, status: int) -> OpMessage:
+    if status != OpStatus.OK:
+        return ImportReply(status)
+    return ImportReply(status, _parse_device(reader))
+
+
+def _body_import_request(reader: _Reader, _status: int) -> OpMessage:
+    return ImportRequest(_cstring(bytes(reader.take(32)), "busid"))
+
+
+_OP_BODY: dict[OpCode, Callable[[_Reader, int], OpMessage]] = {
+    OpCode.REQ_DEVLIST: lambda _r, _s: DevlistRequest(),
+    OpCode.REP_DEVLIST: _body_devlist,
+    OpCode.REQ_IMPORT: _body_import_request,
+    OpCode.REP_IMPORT: _body_import_reply,
+    OpCode.REQ_EXPORT: lambda r, _s: ExportRequest(_parse_device(r)),
+    OpCode.REQ_UNEXPORT: lambda r, _s: UnexportRequest(_parse_device(r)),
+    OpCode.REP_EXPORT: lambda r, s: ExportReply(s, _I32.unpack(r.take(4))[0]),
+    OpCode.REP_UNEXPORT: lambda r, s: UnexportReply(s, _I32.unpack(r.take(4))[0]),
+}
+
+
+# ---------------------------------------------------------------- URB phase
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitShape:
+    """What a RET_SUBMIT's framing depends on: the submitted URB's direction and sizes."""
+
+    direction: Direction
+    transfer_buffer_length: int
+    number_of_packets: int
+
+
+def pack_urb(message: UrbMessage, *, max_transfer: int) -> bytes:
+    """The bytes of a URB-phase message (both directions)."""
+    try:
+        match message:
+            case CmdSubmit():
+                return _pack_cmd_submit(message, max_transfer)
+            case RetSubmit():
+                return _pack_ret_submit(message)
+            case CmdUnlink():
+                basic = _BASIC.pack(
+                    Command.CMD_UNLINK, message.seqnum, message.devid, message.direction, 0
+                )
+                return basic + _UNLINK.pack(message.unlink_seqnum)
+            case RetUnlink():
+                basic = _BASIC.pack(Command.RET_UNLINK, message.seqnum, 0, 0, 0)
+                return basic + _RET_UNLINK.pack(message.status)
+    except struct.error as exc:
+        raise LocalProtocolError(f"field out of range in {type(message).__name__}: {exc}") from None
+    raise LocalProtocolError(f"not a URB message: {message!r}")
+
+
+def _pack_cmd_submit(cmd: CmdSubmit, max_transfer: int) -> bytes:
+    length = cmd.transfer_buffer_length
+    if not 0 <= length <= max_transfer:
+        raise LocalProtocolError(f"transfer_buffer_length {length} outside 0..{max_transfer}")
+    expected = length if cmd.direction == Direction.OUT else 0
+    if len(cmd.data) != expected:
+        raise LocalProtocolError(f"CMD_SUBMIT carries {len(cmd.data)} bytes, expected {expected}")
+    if len(cmd.setup) != 8:
+        raise LocalProtocolError("setup packet must be 8 bytes")
+    if not 0 <= cmd.ep <= 15:
+        raise LocalProtocolError(f"endpoint number {cmd.ep} outside 0..15")
+    _check_iso_layout(cmd.number_of_packets, cmd.iso_packets, length, LocalProtocolError)
+    basic = _BASIC.pack(Command.CMD_SUBMIT, cmd.seqnum, cmd.devid, cmd.direction, cmd.ep)
+    head = _SUBMIT.pack(
+        cmd.transfer_flags, length, cmd.start_frame, cmd.number_of_packets, cmd.interval, cmd.setup
+    )
+    return basic + head + cmd.data + _pack_iso(cmd.iso_packets)
+
+
+def _pack_ret_submit(ret: RetSubmit) -> bytes:
+    if ret.actual_length < 0 or len(ret.data) not in (0, ret.actual_length):
+        raise LocalProtocolError("RET_SUBMIT data must be empty or actual_length bytes")
+    if is_iso_count(ret.number_of_packets) != bool(ret.iso_packets) or (
+        ret.iso_packets and len(ret.iso_packets) != ret.number_of_packets
+    ):
+        raise LocalProtocolError("RET_SUBMIT number_of_packets disagrees with its ISO packets")
+    basic = _BASIC.pack(Command.RET_SUBMIT, ret.seqnum, 0, 0, 0)
+    head = _RET_SUBMIT.pack(
+        ret.status, ret.actual_length, ret.start_frame, ret.number_of_packets, ret.error_count
+    )
+    return basic + head + ret.data + _pack_iso(ret.iso_packets)
+
+
+def sum_actual(packets: Sequence[IsoPacket]) -> int:
+    """Total bytes the ISO packets carry."""
+    return sum(p.actual_length for p in packets)
+
+
+def _pack_iso(packets: Sequence[IsoPacket]) -> bytes:
+    return b"".join(_ISO.pack(p.offset, p.length, p.actual_length, p.status) for p in packets)
+
+
+def _check_iso_layout(
+    count: int,
+    packets: Sequence[IsoPacket],
+    buffer_length: int,
+    error: type[LocalProtocolError] | type[RemoteProtocolError],
+) -> None:
+    """ISO descriptors must be as many as announced and lie inside the transfer buffer."""
+    if not is_iso_count(count):
+        if packets:
+            raise error("ISO packet descriptors on a non-isochronous URB")
+        return
+    if not 0 < count <= MAX_ISO_PACKETS or len(packets) != count:
+        raise error(f"number_of_packets {count} invalid (1..{MAX_ISO_PACKETS})")
+    for i, p in enumerate(packets):
+        if p.offset + p.length > buffer_length or p.actual_length > p.length:
+            raise error(f"ISO packet {i} (offset {p.offset}, length {p.length}) outside buffer")
+
+
+def peek_command(data: bytes | bytearray | memoryview) -> tuple[Command, int] | None:
+    """The command and seqnum at the start of ``data`` (None: need more bytes)."""
+    if len(data) < 8:
+        return None
+    code, seqnum = struct.unpack(">II", data[:8])
+    try:
+        return Command(code), int(seqnum)
+    except ValueError:
+        raise RemoteProtocolError(f"unknown USB/IP command 0x{code:08x}") from None
+
+
+def parse_cmd(
+    data: bytes | bytearray | memoryview, *, max_transfer: int
+) -> tuple[CmdSubmit | CmdUnlink, int] | None:
+    """Parse a CMD_SUBMIT or CMD_UNLINK (the device side's input)."""
+    reader = _Reader(data)
+    try:
+        code, seqnum, devid, direction, ep = reader.unpack(_BASIC)
+        if code == Command.CMD_UNLINK:
+            (target,) = reader.unpack(_UNLINK)
+            return CmdUnlink(seqnum, devid, target, _direction(direction)), reader.pos
+        if code != Command.CMD_SUBMIT:
+            raise RemoteProtocolError(f"expected CMD_SUBMIT or CMD_UNLINK, got 0x{code:08x}")
+        return _parse_cmd_submit(reader, seqnum, devid, direction, ep, max_transfer), reader.pos
+    except _Short:
+        return None
+
+
+def _direction(value: int) -> Direction:
+    if value not in (0, 1):
+        raise RemoteProtocolError(f"direction {value} is neither OUT (0) nor IN (1)")
+    return Direction(value)
+
+
+def _parse_cmd_submit(
+    reader: _Reader, seqnum: int, devid: int, direction: int, ep: int, max_transfer: int
+) -> CmdSubmit:
+    flags, length, start_frame, npk, interval, setup = reader.unpack(_SUBMIT)
+    dir_ = _direction(direction)
+    if not 0 <= ep <= 15:
+        raise RemoteProtocolError(f"endpoint number {ep} outside 0..15")
+    if not 0 <= length <= max_transfer:
+        raise RemoteProtocolError(f"transfer_buffer_length {length} outside 0..{max_transfer}")
+    _check_iso_count(npk, MAX_ISO_PACKETS)
+    data = bytes(reader.take(length)) if dir_ == Direction.OUT else b""
+    packets = _read_iso(reader, npk)
+    _check_iso_layout(npk, packets, length, RemoteProtocolError)
+    return CmdSubmit(
+        seqnum, devid, dir_, ep, length, flags, setup, data,
+        start_frame, npk, interval, packets,
+    )  # fmt: skip
+
+
+def _check_iso_count(npk: int, limit: int) -> None:
+    if is_iso_count(npk) and not 0 < npk <= limit:
+        raise RemoteProtocolError(f"number_of_packets {npk} outside 1..{limit}")
+
+
+def _read_iso(reader: _Reader, npk: int) -> tuple[IsoPacket, ...]:
+    if not is_iso_count(npk):
+        return ()
+    return tuple(IsoPacket(*reader.unpack(_ISO)) for _ in range(npk))
+
+
+def parse_ret(
+    data: bytes | bytearray | memoryview, shape_of: Callable[[int], SubmitShape]
+) -> tuple[RetSubmit | RetUnlink, int] | None:
+    """Parse a RET_SUBMIT or RET_UNLINK (the host side's input).
+
+    ``shape_of(seqnum)`` tells how the URB was submitted: replies carry direction 0, so
+    only the submitter knows whether a payload follows. It raises for unknown seqnums.
+    """
+    reader = _Reader(data)
+    try:
+        code, seqnum, _devid, _dir, _ep = reader.unpack(_BASIC)
+        if code == Command.RET_UNLINK:
+            (status,) = reader.unpack(_RET_UNLINK)
+            return RetUnlink(seqnum, status), reader.pos
+        if code != Command.RET_SUBMIT:
+            raise RemoteProtocolError(f"expected RET_SUBMIT or RET_UNLINK, got 0x{code:08x}")
+        return _parse_ret_submit(reader, seqnum, shape_of(seqnum)), reader.pos
+    except _Short:
+        return None
+
+
+def _parse_ret_submit(reader: _Reader, seqnum: int, shape: SubmitShape) -> RetSubmit:
+    status, actual, start_frame, npk, error_count = reader.unpack(_RET_SUBMIT)
+    if not 0 <= actual <= shape.transfer_buffer_length:
+        raise RemoteProtocolError(
+            f"seqnum {seqnum}: actual_length {actual} outside 0..{shape.transfer_buffer_length}"
+        )
+    submitted_iso = is_iso_count(shape.number_of_packets)
+    if is_iso_count(npk) and not submitted_iso:
+        raise RemoteProtocolError(f"seqnum {seqnum}: ISO packets in reply to a non-ISO URB")
+    _check_iso_count(npk, shape.number_of_packets if submitted_iso else 0)
+    data = bytes(reader.take(actual)) if shape.direction == Direction.IN else b""
+    packets = _read_iso(reader, npk)
+    _check_iso_layout(npk, packets, shape.transfer_buffer_length, RemoteProtocolError)
+    if packets and shape.direction == Direction.IN and sum_actual(packets) != actual:
+        raise RemoteProtocolError(f"seqnum {seqnum}: ISO actual lengths do not add up")
+    return RetSubmit(seqnum, status, actual, data, start_frame, npk, error_count, packets)
