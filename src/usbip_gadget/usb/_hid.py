@@ -1,0 +1,62 @@
+"""The HID class descriptor (HID 1.11 §6.2.1), which tells how long the report descriptor is."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from usbip_gadget.usb._common import DescriptorError, check_fields, check_u8, check_u16
+from usbip_gadget.usb._enums import DescriptorType
+
+_HEAD = struct.Struct("<BBHBB")
+_ENTRY = struct.Struct("<BH")
+
+
+@dataclass(frozen=True, slots=True)
+class HidDescriptor:
+    """A HID descriptor (bDescriptorType 0x21 in a HID-class interface).
+
+    Fields: bcdHID, bCountryCode, and the bNumDescriptors class descriptors it announces as
+    (bDescriptorType, wDescriptorLength) pairs. bLength and bNumDescriptors are computed.
+    """
+
+    bcd_hid: int
+    b_country_code: int
+    descriptors: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_fields(self, u8=("b_country_code",), u16=("bcd_hid",))
+        for dtype, length in self.descriptors:
+            check_u8("HID bDescriptorType", dtype)
+            check_u16("HID wDescriptorLength", length)
+        check_u8("HID bLength", _HEAD.size + _ENTRY.size * len(self.descriptors))
+
+    @property
+    def report_length(self) -> int | None:
+        """wDescriptorLength of the first report descriptor announced, if any."""
+        for dtype, length in self.descriptors:
+            if dtype == DescriptorType.HID_REPORT:
+                return length
+        return None
+
+    def pack(self) -> bytes:
+        """The descriptor's bytes."""
+        size = _HEAD.size + _ENTRY.size * len(self.descriptors)
+        head = _HEAD.pack(
+            size, DescriptorType.HID, self.bcd_hid, self.b_country_code, len(self.descriptors)
+        )
+        return head + b"".join(_ENTRY.pack(dtype, length) for dtype, length in self.descriptors)
+
+    @classmethod
+    def parse(cls, data: bytes) -> HidDescriptor:
+        """Decode one HID descriptor of ``len(data)`` bytes; ``DescriptorError`` otherwise."""
+        if len(data) < _HEAD.size or data[1] != DescriptorType.HID:
+            raise DescriptorError(f"HID descriptor: not a HID descriptor ({data[:2].hex()})")
+        size, _, bcd_hid, country, count = _HEAD.unpack_from(data)
+        if size != len(data) or size != _HEAD.size + _ENTRY.size * count:
+            raise DescriptorError(
+                f"HID descriptor: bLength {size} does not fit {count} class descriptors"
+                f" in {len(data)} bytes"
+            )
+        entries = tuple(_ENTRY.iter_unpack(data[_HEAD.size :]))
+        return cls(bcd_hid, country, entries)
