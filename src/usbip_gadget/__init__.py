@@ -1,4 +1,4 @@
-"""usbip-gadget: a userspace USB/IP client that replays a remote USB device as a local USB gadget."""
+"""usbip-gadget: a userspace USB/IP client that replays a remote USB device as a USB gadget."""
 
 from usbip_gadget._errors import (
     LocalProtocolError,

@@ -1,7 +1,7 @@
 """The USB/IP protocol with no I/O: messages, their wire format, and the connection rules."""
 
 from usbip_gadget.protocol._codec import SubmitShape, sum_actual
-from usbip_gadget.protocol._connection import CLOSED, NEED_DATA, Connection, Event
+from usbip_gadget.protocol._connection import CLOSED, NEED_DATA, Connection, Event, Sentinel
 from usbip_gadget.protocol._constants import (
     DEFAULT_MAX_TRANSFER,
     DEFAULT_PORT,
@@ -69,6 +69,7 @@ __all__ = [
     "RetSubmit",
     "RetUnlink",
     "Role",
+    "Sentinel",
     "SubmitShape",
     "TransferFlags",
     "UnexportReply",

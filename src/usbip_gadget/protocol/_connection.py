@@ -24,7 +24,9 @@ from usbip_gadget.protocol._messages import (
 from usbip_gadget.protocol._state import ConnectionState, Phase, Role
 
 
-class _Sentinel:
+class Sentinel:
+    """NEED_DATA and CLOSED: the non-message results of ``next_event``."""
+
     def __init__(self, name: str) -> None:
         self._name = name
 
@@ -33,11 +35,11 @@ class _Sentinel:
 
 
 #: ``next_event()``: the buffer holds no complete message yet.
-NEED_DATA: Final = _Sentinel("NEED_DATA")
+NEED_DATA: Final = Sentinel("NEED_DATA")
 #: ``next_event()``: the peer closed the connection at a message boundary.
-CLOSED: Final = _Sentinel("CLOSED")
+CLOSED: Final = Sentinel("CLOSED")
 
-Event = Message | _Sentinel
+Event = Message | Sentinel
 
 
 class Connection:
@@ -71,7 +73,7 @@ class Connection:
         self.state.on_send(message)
         return data
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Add received bytes; ``b""`` means the peer closed its end."""
         if self._eof and data:
             raise RemoteProtocolError("data received after end of stream")

@@ -1,0 +1,27 @@
+"""The userspace USB/IP host controller on trio: list, import, submit, enumerate."""
+
+from usbip_gadget.client._enumerate import enumerate_device
+from usbip_gadget.client._operations import DeviceSummary, describe, fetch_devlist, summarize
+from usbip_gadget.client._remote import (
+    RemoteDevice,
+    UrbResult,
+    list_devices,
+    open_remote_device,
+    unpack_iso_in,
+)
+from usbip_gadget.client._transport import open_connection, parse_address
+
+__all__ = [
+    "DeviceSummary",
+    "RemoteDevice",
+    "UrbResult",
+    "describe",
+    "enumerate_device",
+    "fetch_devlist",
+    "list_devices",
+    "open_connection",
+    "open_remote_device",
+    "parse_address",
+    "summarize",
+    "unpack_iso_in",
+]

@@ -1,0 +1,74 @@
+"""Whole operations the command line runs: connect, list or import, enumerate, close."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from usbip_gadget._errors import ImportRefused, UsbipGadgetError
+from usbip_gadget.client._enumerate import enumerate_device
+from usbip_gadget.client._remote import list_devices, open_remote_device
+from usbip_gadget.client._transport import open_connection
+from usbip_gadget.protocol import ExportedDevice
+from usbip_gadget.usb import (
+    DescriptorType,
+    DeviceDescriptor,
+    DeviceSnapshot,
+    SetupPacket,
+    decode_lang_ids,
+    decode_string,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSummary:
+    """One line of ``list``: the devlist entry and, when the device answered, its product."""
+
+    entry: ExportedDevice
+    product: str | None
+    note: str | None = None
+
+
+async def fetch_devlist(host: str, port: int, *, timeout: float) -> list[ExportedDevice]:
+    stream = await open_connection(host, port, timeout=timeout)
+    async with stream:
+        return await list_devices(stream, timeout=timeout)
+
+
+async def summarize(host: str, port: int, *, timeout: float, probe: bool) -> list[DeviceSummary]:
+    """The server's devices; with ``probe``, each is imported briefly to read its product string."""
+    entries = await fetch_devlist(host, port, timeout=timeout)
+    if not probe:
+        return [DeviceSummary(e, None) for e in entries]
+    return [await _probe(host, port, entry, timeout) for entry in entries]
+
+
+async def _probe(host: str, port: int, entry: ExportedDevice, timeout: float) -> DeviceSummary:
+    try:
+        return DeviceSummary(entry, await read_product(host, port, entry.device.busid, timeout))
+    except ImportRefused as exc:
+        return DeviceSummary(entry, None, str(exc).rpartition(": ")[2])
+    except UsbipGadgetError as exc:
+        return DeviceSummary(entry, None, f"no answer: {exc}")
+
+
+async def read_product(host: str, port: int, busid: str, timeout: float) -> str | None:
+    """Import ``busid`` and read its iProduct string in its first language."""
+    stream = await open_connection(host, port, timeout=timeout)
+    async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
+        raw = await remote.control(SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18))
+        index = DeviceDescriptor.parse(raw).i_product
+        if not index:
+            return None
+        langs = await remote.control(SetupPacket.get_descriptor(DescriptorType.STRING, 0, 255))
+        lang_ids = decode_lang_ids(langs, lenient=True)
+        if not lang_ids:
+            return None
+        setup = SetupPacket.get_descriptor(DescriptorType.STRING, index, 255, lang_id=lang_ids[0])
+        return decode_string(await remote.control(setup), lenient=True)
+
+
+async def describe(host: str, port: int, busid: str, *, timeout: float) -> DeviceSnapshot:
+    """Import ``busid`` and enumerate it."""
+    stream = await open_connection(host, port, timeout=timeout)
+    async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
+        return await enumerate_device(remote, timeout=timeout)

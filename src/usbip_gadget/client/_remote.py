@@ -1,0 +1,381 @@
+"""The userspace host controller: an imported device and the URBs submitted to it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from usbip_gadget._errors import (
+    ImportRefused,
+    TransportError,
+    UsbipGadgetError,
+    UsbipTimeout,
+    transfer_error,
+)
+from usbip_gadget.client._exceptions import collapse_single
+from usbip_gadget.client._transport import map_transport_errors
+from usbip_gadget.protocol import (
+    NEED_DATA,
+    NO_ISO,
+    CmdSubmit,
+    CmdUnlink,
+    Connection,
+    DevlistReply,
+    DevlistRequest,
+    Direction,
+    ExportedDevice,
+    ImportReply,
+    ImportRequest,
+    IsoPacket,
+    Message,
+    OpStatus,
+    RetSubmit,
+    RetUnlink,
+    Role,
+    Sentinel,
+    TransferFlags,
+    UnexportReply,
+    UnexportRequest,
+    UsbDevice,
+)
+from usbip_gadget.usb import SetupPacket
+
+_RECEIVE_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UrbResult:
+    """A completed URB: its status (0 or a negated errno) and what came back."""
+
+    status: int
+    actual_length: int
+    data: bytes
+    start_frame: int = 0
+    error_count: int = 0
+    iso_packets: tuple[IsoPacket, ...] = ()
+
+
+class _Pending:
+    """One URB waiting for its RET_SUBMIT (or for its unlink to succeed)."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: RetSubmit | None = None
+        self.error: UsbipGadgetError | None = None
+
+
+async def _receive(stream: trio.abc.ReceiveStream, conn: Connection, what: str) -> None:
+    with map_transport_errors(what):
+        data = await stream.receive_some(_RECEIVE_SIZE)
+    conn.receive_data(data)
+
+
+async def _op_exchange(
+    stream: trio.abc.Stream, conn: Connection, request: Message, timeout: float
+) -> Message:
+    """Send an op request and wait for the reply."""
+    with trio.move_on_after(timeout):
+        with map_transport_errors("cannot send request"):
+            await stream.send_all(conn.send(request))
+        while (event := conn.next_event()) is NEED_DATA:
+            await _receive(stream, conn, "no reply")
+        if isinstance(event, Sentinel):
+            raise TransportError("the server closed the connection without replying")
+        return event
+    raise UsbipTimeout(f"no reply to {type(request).__name__} within {timeout:g} s")
+
+
+async def list_devices(stream: trio.abc.Stream, *, timeout: float = 10.0) -> list[ExportedDevice]:
+    """OP_REQ_DEVLIST: the devices a server exports."""
+    reply = await _op_exchange(stream, Connection(Role.HOST), DevlistRequest(), timeout)
+    assert isinstance(reply, DevlistReply)
+    if reply.status != OpStatus.OK:
+        raise UsbipGadgetError(
+            f"the server refused to list devices: {OpStatus.describe(reply.status)}"
+        )
+    return list(reply.devices)
+
+
+@asynccontextmanager
+async def open_remote_device(
+    stream: trio.abc.Stream, busid: str, *, timeout: float = 10.0, unlink_timeout: float = 1.0
+) -> AsyncIterator[RemoteDevice]:
+    """OP_REQ_IMPORT ``busid`` over ``stream`` and serve its URB traffic until the block ends."""
+    conn = Connection(Role.HOST)
+    reply = await _op_exchange(stream, conn, ImportRequest(busid), timeout)
+    assert isinstance(reply, ImportReply)
+    if reply.status != OpStatus.OK or reply.device is None:
+        raise ImportRefused(f"cannot import {busid}: {OpStatus.describe(reply.status)}")
+    with collapse_single():
+        async with trio.open_nursery() as nursery:
+            device = RemoteDevice(stream, conn, reply.device, unlink_timeout=unlink_timeout)
+            await nursery.start(device.run_reader)
+            try:
+                yield device
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+class RemoteDevice:
+    """An imported device: submit URBs to it, many at once, from any task.
+
+    One reader task matches RET_SUBMIT/RET_UNLINK to the waiting submitters by seqnum;
+    a write lock keeps messages whole on the stream. A transfer that times out or is
+    cancelled is unlinked on the server before ``submit`` returns.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: Connection,
+        device: UsbDevice,
+        *,
+        unlink_timeout: float = 1.0,
+    ) -> None:
+        self.device = device
+        self.unlink_timeout = unlink_timeout
+        self.closed = trio.Event()
+        self._stream = stream
+        self._conn = conn
+        self._write_lock = trio.Lock()
+        self._seqnums = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._failure: UsbipGadgetError | None = None
+
+    @property
+    def failure(self) -> UsbipGadgetError | None:
+        """Why the connection ended, once it has."""
+        return self._failure
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------ reader
+
+    async def run_reader(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Read replies until the connection ends; never raises."""
+        task_status.started()
+        try:
+            while True:
+                event = self._conn.next_event()
+                if event is NEED_DATA:
+                    await _receive(self._stream, self._conn, "connection to the server")
+                elif isinstance(event, Sentinel):
+                    raise TransportError("the server closed the connection")
+                else:
+                    await self._dispatch(event)
+        except UsbipGadgetError as exc:
+            self._fail(exc)
+
+    async def _dispatch(self, message: Message) -> None:
+        match message:
+            case RetSubmit(seqnum=seq):
+                self._complete(seq, result=message)
+            case RetUnlink(seqnum=seq, status=status) if status != 0:
+                target = self._conn.state.unlinked_target(seq)
+                if target is not None:
+                    self._complete(target, error=transfer_error(status))
+            case UnexportRequest():
+                await self._send(UnexportReply())
+                raise TransportError("the exporter withdrew the device")
+
+    def _complete(
+        self, seq: int, *, result: RetSubmit | None = None, error: UsbipGadgetError | None = None
+    ) -> None:
+        pending = self._pending.get(seq)
+        if pending is not None and not pending.done.is_set():
+            pending.result, pending.error = result, error
+            pending.done.set()
+
+    def _fail(self, exc: UsbipGadgetError) -> None:
+        if self._failure is None:
+            self._failure = exc
+        for pending in self._pending.values():
+            if not pending.done.is_set():
+                pending.error = exc
+                pending.done.set()
+        self.closed.set()
+
+    # ------------------------------------------------------------ sending
+
+    async def _send(self, message: Message) -> None:
+        async with self._write_lock:
+            if self._failure is not None:
+                raise self._failure
+            data = self._conn.send(message)
+            sent = False
+            try:
+                with map_transport_errors("connection to the server"):
+                    await self._stream.send_all(data)
+                sent = True
+            except TransportError as exc:
+                self._fail(exc)
+                raise
+            finally:
+                if not sent and self._failure is None:
+                    # Cancelled part-way: the stream may hold half a message.
+                    self._fail(TransportError("a send was interrupted; connection abandoned"))
+
+    def _next_seqnum(self) -> int:
+        while True:
+            seq = next(self._seqnums) & 0xFFFFFFFF
+            if seq and seq not in self._pending:
+                return seq
+
+    # ------------------------------------------------------------ URBs
+
+    async def submit(
+        self,
+        ep: int,
+        direction: Direction,
+        length: int = 0,
+        data: bytes = b"",
+        *,
+        setup: bytes = bytes(8),
+        flags: int = 0,
+        interval: int = 0,
+        iso_packets: Sequence[IsoPacket] = (),
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> UrbResult:
+        """Submit one URB and wait for it; ``timeout`` (seconds) unlinks it when it expires.
+
+        With ``check`` a non-zero status raises the matching ``TransferError``.
+        """
+        if self._failure is not None:
+            raise self._failure
+        if direction == Direction.IN:
+            flags |= TransferFlags.DIR_IN
+        cmd = CmdSubmit(
+            self._next_seqnum(), self.device.devid, direction, ep,
+            length if direction == Direction.IN else len(data), flags, setup, data,
+            number_of_packets=len(iso_packets) if iso_packets else NO_ISO,
+            interval=interval, iso_packets=tuple(iso_packets),
+        )  # fmt: skip
+        ret = await self._submit_and_wait(cmd, timeout)
+        result = UrbResult(
+            ret.status,
+            ret.actual_length,
+            ret.data,
+            ret.start_frame,
+            ret.error_count,
+            ret.iso_packets,
+        )
+        if check and ret.status != 0:
+            raise transfer_error(ret.status)
+        return result
+
+    async def _submit_and_wait(self, cmd: CmdSubmit, timeout: float | None) -> RetSubmit:
+        pending = self._pending[cmd.seqnum] = _Pending()
+        settled = False
+        try:
+            await self._send(cmd)
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await pending.done.wait()
+            if not pending.done.is_set():
+                await self._unlink(cmd.seqnum, pending)
+                if pending.result is None:
+                    raise UsbipTimeout(
+                        f"transfer on endpoint {cmd.ep} timed out after {timeout:g} s"
+                    )
+            settled = True
+        finally:
+            if not settled and not pending.done.is_set():
+                with trio.CancelScope(shield=True):
+                    await self._unlink(cmd.seqnum, pending)
+            del self._pending[cmd.seqnum]
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    async def _unlink(self, seqnum: int, pending: _Pending) -> None:
+        """CMD_UNLINK ``seqnum`` and wait (bounded) for the server to settle it either way."""
+        with trio.move_on_after(self.unlink_timeout):
+            try:
+                await self._send(CmdUnlink(self._next_seqnum(), self.device.devid, seqnum))
+            except UsbipGadgetError:
+                return
+            await pending.done.wait()
+
+    async def control(
+        self, setup: SetupPacket, data: bytes = b"", *, timeout: float | None = 5.0
+    ) -> bytes:
+        """A control transfer on endpoint 0: IN returns what the device sent."""
+        direction = Direction.IN if setup.is_in else Direction.OUT
+        if direction == Direction.OUT and len(data) != setup.w_length:
+            raise UsbipGadgetError("control OUT data length must equal wLength")
+        result = await self.submit(
+            0, direction, setup.w_length, data, setup=setup.pack(), timeout=timeout
+        )
+        return result.data
+
+    async def transfer_in(self, ep: int, length: int, *, timeout: float | None = None) -> bytes:
+        """A bulk or interrupt IN transfer (the wire does not tell them apart)."""
+        return (await self.submit(ep, Direction.IN, length, timeout=timeout)).data
+
+    async def transfer_out(
+        self, ep: int, data: bytes, *, zero_packet: bool = False, timeout: float | None = None
+    ) -> int:
+        """A bulk or interrupt OUT transfer; returns the bytes the device accepted."""
+        flags = TransferFlags.ZERO_PACKET if zero_packet else 0
+        return (
+            await self.submit(ep, Direction.OUT, data=data, flags=flags, timeout=timeout)
+        ).actual_length
+
+    async def iso_in(
+        self,
+        ep: int,
+        packet_sizes: Sequence[int],
+        *,
+        interval: int = 1,
+        timeout: float | None = None,
+    ) -> UrbResult:
+        """An isochronous IN URB of ``len(packet_sizes)`` packets (ASAP scheduling)."""
+        packets = _layout(packet_sizes)
+        return await self.submit(
+            ep, Direction.IN, sum(packet_sizes), flags=TransferFlags.ISO_ASAP,
+            interval=interval, iso_packets=packets, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    async def iso_out(
+        self, ep: int, packets: Sequence[bytes], *, interval: int = 1, timeout: float | None = None
+    ) -> UrbResult:
+        """An isochronous OUT URB carrying one packet per element of ``packets``."""
+        layout = _layout([len(p) for p in packets])
+        return await self.submit(
+            ep, Direction.OUT, data=b"".join(packets), flags=TransferFlags.ISO_ASAP,
+            interval=interval, iso_packets=layout, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Close the connection (the server releases the device)."""
+        self._fail(TransportError("connection closed"))
+        with map_transport_errors("closing"):
+            await self._stream.aclose()
+
+
+def _layout(sizes: Sequence[int]) -> tuple[IsoPacket, ...]:
+    offsets = itertools.accumulate(sizes, initial=0)
+    return tuple(IsoPacket(offset, size) for offset, size in zip(offsets, sizes, strict=False))
+
+
+def unpack_iso_in(result: UrbResult, buffer_length: int) -> bytes:
+    """Spread a compacted ISO IN payload back to each packet's offset (zero padding between)."""
+    buffer = bytearray(buffer_length)
+    pos = 0
+    for packet in result.iso_packets:
+        chunk = result.data[pos : pos + packet.actual_length]
+        buffer[packet.offset : packet.offset + len(chunk)] = chunk
+        pos += packet.actual_length
+    return bytes(buffer)

@@ -1,0 +1,64 @@
+"""TCP at the edge: trio and OS errors become ours here, and nowhere else."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
+from usbip_gadget._errors import TransportError, UsbipGadgetError, UsbipTimeout
+from usbip_gadget.protocol import DEFAULT_PORT
+
+
+@contextmanager
+def map_transport_errors(what: str) -> Iterator[None]:
+    """Turn trio's and the OS's exceptions raised while doing ``what`` into ``TransportError``."""
+    try:
+        yield
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise TransportError(f"{what}: connection lost") from None
+    except OSError as exc:
+        raise TransportError(f"{what}: {_reason(exc)}") from None
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for ``exc``, looking inside trio's "all attempts failed" groups."""
+    cause = exc.__cause__
+    if exc.errno is None and isinstance(cause, BaseExceptionGroup):
+        inner = [e for e in cause.exceptions if isinstance(e, OSError) and e.errno is not None]
+        if inner:
+            exc = inner[-1]
+    if exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc) or os.strerror(errno.EIO)
+
+
+def parse_address(address: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT``, ``[V6]`` or ``[V6]:PORT`` → (host, port)."""
+    host, port_text = address, ""
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        port_text = rest.removeprefix(":") if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise UsbipGadgetError(f"invalid address {address!r}")
+    elif address.count(":") == 1:
+        host, port_text = address.split(":")
+    if not host:
+        raise UsbipGadgetError(f"invalid address {address!r}: no host")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsbipGadgetError(f"invalid port {port_text!r} in {address!r}")
+    return host, int(port_text)
+
+
+async def open_connection(host: str, port: int, *, timeout: float) -> trio.SocketStream:
+    """Connect to a USB/IP server within ``timeout`` seconds."""
+    what = f"cannot connect to {host}:{port}"
+    with trio.move_on_after(timeout) as scope, map_transport_errors(what):
+        return await trio.open_tcp_stream(host, port)
+    assert scope.cancelled_caught
+    raise UsbipTimeout(f"{what}: no answer within {timeout:g} s")
