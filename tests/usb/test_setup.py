@@ -81,8 +81,8 @@ def test_speed_labels() -> None:
         "unknown",
         "low",
         "full",
-        "wireless",
         "high",
+        "wireless",
         "super",
         "super+",
     ]

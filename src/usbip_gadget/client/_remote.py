@@ -147,6 +147,7 @@ class RemoteDevice:
         self._write_lock = trio.Lock()
         self._seqnums = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
+        self._unlinks: dict[int, int] = {}  # CMD_UNLINK seqnum -> the seqnum it unlinks
         self._failure: UsbipGadgetError | None = None
 
     @property
@@ -181,9 +182,9 @@ class RemoteDevice:
         match message:
             case RetSubmit(seqnum=seq):
                 self._complete(seq, result=message)
-            case RetUnlink(seqnum=seq, status=status) if status != 0:
-                target = self._conn.state.unlinked_target(seq)
-                if target is not None:
+            case RetUnlink(seqnum=seq, status=status):
+                target = self._unlinks.pop(seq, None)
+                if target is not None and status != 0:
                     self._complete(target, error=transfer_error(status))
             case UnexportRequest():
                 await self._send(UnexportReply())
@@ -229,7 +230,7 @@ class RemoteDevice:
     def _next_seqnum(self) -> int:
         while True:
             seq = next(self._seqnums) & 0xFFFFFFFF
-            if seq and seq not in self._pending:
+            if seq and seq not in self._pending and seq not in self._unlinks:
                 return seq
 
     # ------------------------------------------------------------ URBs
@@ -301,12 +302,16 @@ class RemoteDevice:
 
     async def _unlink(self, seqnum: int, pending: _Pending) -> None:
         """CMD_UNLINK ``seqnum`` and wait (bounded) for the server to settle it either way."""
-        with trio.move_on_after(self.unlink_timeout):
-            try:
-                await self._send(CmdUnlink(self._next_seqnum(), self.device.devid, seqnum))
-            except UsbipGadgetError:
-                return
-            await pending.done.wait()
+        unlink_seqnum = self._next_seqnum()
+        self._unlinks[unlink_seqnum] = seqnum
+        try:
+            with trio.move_on_after(self.unlink_timeout):
+                await self._send(CmdUnlink(unlink_seqnum, self.device.devid, seqnum))
+                await pending.done.wait()
+        except UsbipGadgetError:
+            pass  # the connection is gone: the URB is gone with it
+        finally:
+            self._unlinks.pop(unlink_seqnum, None)
 
     async def control(
         self, setup: SetupPacket, data: bytes = b"", *, timeout: float | None = 5.0

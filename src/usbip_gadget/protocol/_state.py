@@ -198,10 +198,6 @@ class ConnectionState:
             while len(self._unlinked) > _UNLINKED_MEMORY:
                 self._unlinked.popitem(last=False)
 
-    def unlinked_target(self, unlink_seqnum: int) -> int | None:
-        """The seqnum an outstanding CMD_UNLINK refers to (host role)."""
-        return self._unlinks.get(unlink_seqnum)
-
     def _device_urb(self, message: Message) -> None:
         match message:
             case CmdSubmit(seqnum=seq) | CmdUnlink(seqnum=seq):

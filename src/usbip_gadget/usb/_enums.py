@@ -96,8 +96,8 @@ _LABELS = {
     0: ("unknown", ""),
     1: ("low", "1.5M"),
     2: ("full", "12M"),
-    3: ("wireless", "480M"),
-    4: ("high", "480M"),
+    3: ("high", "480M"),
+    4: ("wireless", "480M"),
     5: ("super", "5000M"),
     6: ("super+", "10000M"),
 }
@@ -112,8 +112,8 @@ class Speed(IntEnum):
     UNKNOWN = 0
     LOW = 1
     FULL = 2
-    WIRELESS = 3
-    HIGH = 4
+    HIGH = 3
+    WIRELESS = 4
     SUPER = 5
     SUPER_PLUS = 6
 
