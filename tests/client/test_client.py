@@ -16,7 +16,7 @@ from usbip_gadget._errors import ImportRefused, Stall, UsbipTimeout
 from usbip_gadget.client import RemoteDevice, enumerate_device, list_devices, open_remote_device
 from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.protocol import CmdSubmit, CmdUnlink, Direction, RetSubmit
-from usbip_gadget.usb import DescriptorType, SetupPacket, Speed
+from usbip_gadget.usb import DescriptorType, Request, SetupPacket, Speed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -87,6 +87,15 @@ async def test_enumerate_reads_everything_a_host_reads(trickle: bool) -> None:
         and SetupPacket.parse(m.setup).w_value >> 8 == DescriptorType.CONFIGURATION
     ]
     assert config_reads == [9, len(fake.configs_raw[0])]
+    # The report descriptor was read in a configuration, as a host's HID driver does.
+    requests = [
+        (setup.b_request, setup.w_value >> 8)
+        for m in server.received
+        if isinstance(m, CmdSubmit) and m.ep == 0
+        for setup in [SetupPacket.parse(m.setup)]
+    ]
+    set_config = requests.index((Request.SET_CONFIGURATION, 0))
+    assert requests.index((Request.GET_DESCRIPTOR, DescriptorType.HID_REPORT)) > set_config
 
 
 async def test_enumerate_full_speed_usb2_device_skips_bos_and_qualifier() -> None:

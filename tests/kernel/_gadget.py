@@ -227,12 +227,12 @@ def storage_gadget(backing: Path) -> contextlib.AbstractContextManager[Gadget]:
     return bound_gadget(spec)
 
 
-def keyboard_gadget() -> contextlib.AbstractContextManager[Gadget]:
+def keyboard_gadget(udc: str = SOURCE_UDC) -> contextlib.AbstractContextManager[Gadget]:
     """A boot keyboard."""
     spec = GadgetSpec(
         "keyboard", VID_LINUX_FOUNDATION, PID_KEYBOARD, "Keyboard Gadget", (hid_keyboard(),)
     )
-    return bound_gadget(spec)
+    return bound_gadget(spec, udc)
 
 
 def serial_gadget() -> contextlib.AbstractContextManager[Gadget]:

@@ -2,7 +2,8 @@
 
 Device descriptor; each configuration's first 9 bytes, then all ``wTotalLength`` bytes;
 string language IDs, then every string referenced anywhere; the BOS when bcdUSB ≥ 2.01;
-the device qualifier of a high-speed device; each HID interface's report descriptor.
+the device qualifier of a high-speed device; each HID interface's report descriptor, after
+selecting that interface's configuration as a host does.
 Optional descriptors a device refuses (a stall) are recorded as absent.
 """
 
@@ -54,6 +55,9 @@ class _Reader:
         setup = SetupPacket.get_descriptor(
             dtype, index, length, lang_id=w_index, recipient=recipient
         )
+        return await self._device.control(setup, timeout=self._timeout)
+
+    async def send(self, setup: SetupPacket) -> bytes:
         return await self._device.control(setup, timeout=self._timeout)
 
     async def optional(self, fetch: Callable[[], Awaitable[bytes]]) -> bytes | None:
@@ -134,7 +138,13 @@ async def _hid_reports(
 ) -> dict[tuple[int, int], bytes]:
     reports: dict[tuple[int, int], bytes] = {}
     for config in configs:
-        for interface, length in config.hid_report_lengths():
+        lengths = config.hid_report_lengths()
+        if lengths:
+            # Interface requests reach a function only in a configuration, as for a host's
+            # HID driver, which reads report descriptors after SET_CONFIGURATION.
+            setup = SetupPacket.set_configuration(config.b_configuration_value)
+            await reader.optional(lambda s=setup: reader.send(s))  # type: ignore[misc]
+        for interface, length in lengths:
             raw = await reader.optional(
                 lambda i=interface, n=length: reader.get(  # type: ignore[misc]
                     DescriptorType.HID_REPORT, 0, n, w_index=i, recipient=RequestType.INTERFACE
