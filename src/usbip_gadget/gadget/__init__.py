@@ -1,0 +1,39 @@
+"""The device side: configfs gadgets, FunctionFS descriptors and events, number remapping."""
+
+from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
+from usbip_gadget.gadget._ffs_blob import (
+    CALLER_FLAGS,
+    FfsFlag,
+    Unsupported,
+    build_descriptors,
+    build_strings,
+    check_expressible,
+    endpoint_addresses,
+    interface_numbers,
+    string_indexes,
+)
+from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType, pack_event, parse_events
+from usbip_gadget.gadget._remap import Remap
+from usbip_gadget.gadget._udc import choose_udc, list_udcs
+
+__all__ = [
+    "CALLER_FLAGS",
+    "GADGET_ROOT",
+    "ConfigfsGadget",
+    "FfsEvent",
+    "FfsEventType",
+    "FfsFlag",
+    "Remap",
+    "Unsupported",
+    "build_descriptors",
+    "build_strings",
+    "check_expressible",
+    "choose_udc",
+    "configfs_error",
+    "endpoint_addresses",
+    "interface_numbers",
+    "list_udcs",
+    "pack_event",
+    "parse_events",
+    "string_indexes",
+]
