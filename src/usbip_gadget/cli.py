@@ -11,8 +11,10 @@ from typing import TypeVar
 import trio
 
 from usbip_gadget import __version__
-from usbip_gadget._errors import UsbipGadgetError
+from usbip_gadget._errors import GadgetError, UsbipGadgetError
 from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
+from usbip_gadget.gadget import list_udcs
+from usbip_gadget.gadget._udc import NO_UDC_HINT
 from usbip_gadget.usb import Speed, render_tree
 
 T = TypeVar("T")
@@ -37,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     p_desc.add_argument("server", metavar="HOST[:PORT]")
     p_desc.add_argument("busid")
     p_desc.add_argument("--json", action="store_true", help="print the device snapshot as JSON")
+    sub.add_parser("udc", help="list this machine's USB device controllers")
     return parser
 
 
@@ -78,7 +81,16 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "describe": _cmd_describe}
+def _cmd_udc(_args: argparse.Namespace) -> int:
+    udcs = list_udcs()
+    if not udcs:
+        raise GadgetError("no USB device controller found", hint=NO_UDC_HINT)
+    for name in udcs:
+        print(name)
+    return 0
+
+
+_COMMANDS = {"list": _cmd_list, "describe": _cmd_describe, "udc": _cmd_udc}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from usbip_gadget._errors import GadgetError
 
 SYSFS_CLASS_UDC = Path("/sys/class/udc")
 
-_NO_UDC_HINT = "no UDC found: is dwc2 enabled (dtoverlay=dwc2 in config.txt)?"
+NO_UDC_HINT = "no UDC found: is dwc2 enabled (dtoverlay=dwc2 in config.txt)?"
 
 
 def list_udcs(sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> list[str]:
@@ -30,7 +30,7 @@ def choose_udc(requested: str | None, available: list[str]) -> str:
     requested, or when the requested one is not among ``available``.
     """
     if not available:
-        raise GadgetError("no USB device controller found", hint=_NO_UDC_HINT)
+        raise GadgetError("no USB device controller found", hint=NO_UDC_HINT)
     names = ", ".join(available)
     if requested is None:
         if len(available) > 1:

@@ -1,0 +1,121 @@
+"""The command line: one-line errors and exit statuses, against a real TCP server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from tests.client.fakes import FakeServer, disk, keyboard
+from usbip_gadget.cli import main
+
+
+@pytest.fixture
+def server_port() -> Iterator[tuple[int, FakeServer]]:
+    """A FakeServer on 127.0.0.1 in its own thread and trio run; each connection is served."""
+    fakes = [keyboard(), disk()]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    last = FakeServer(fakes)
+    stop = threading.Event()
+
+    async def run() -> None:
+        trio_listener = trio.SocketListener(trio.socket.from_stdlib_socket(listener))
+        async with trio.open_nursery() as nursery:
+
+            async def handle(stream: trio.SocketStream) -> None:
+                server = FakeServer(fakes, busy=last.busy)
+                await server.serve(stream)
+                await stream.aclose()
+
+            nursery.start_soon(trio.serve_listeners, handle, [trio_listener])
+            await trio.to_thread.run_sync(stop.wait)
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=trio.run, args=(run,), daemon=True)
+    thread.start()
+    yield port, last
+    stop.set()
+    thread.join(timeout=10)
+
+
+def test_list_prints_one_line_per_device(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, _ = server_port
+    assert main(["list", f"127.0.0.1:{port}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["1-1        1234:abcd  high   Keyboard", "1-2        1d6b:0104  high"]
+
+
+def test_list_marks_busy_devices(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, server = server_port
+    server.busy.add("1-1")
+    assert main(["list", f"127.0.0.1:{port}"]) == 0
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[0]
+        .endswith("(device busy (already imported by another client))")
+    )
+
+
+def test_describe_json_and_tree(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, _ = server_port
+    assert main(["describe", f"127.0.0.1:{port}", "1-1", "--json"]) == 0
+    snapshot = json.loads(capsys.readouterr().out)
+    assert snapshot["device"]["idVendor"] == 0x1234
+    assert snapshot["strings"]["0x0409"]["2"] == "Keyboard"
+    assert main(["describe", f"127.0.0.1:{port}", "1-1"]) == 0
+    assert "iProduct                2 Keyboard" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["describe", "{addr}", "7-7"], "usbip-gadget: cannot import 7-7: no such device\n"),
+        (
+            ["list", "127.0.0.1:1"],
+            "usbip-gadget: cannot connect to 127.0.0.1:1: Connection refused\n",
+        ),
+        (["list", "127.0.0.1:x"], "usbip-gadget: invalid port 'x' in '127.0.0.1:x'\n"),
+    ],
+)
+def test_errors_are_one_line_with_exit_1(
+    server_port: tuple[int, FakeServer],
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    port, _ = server_port
+    assert main([a.format(addr=f"127.0.0.1:{port}") for a in argv]) == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", message)
+
+
+def test_hostile_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def lie() -> None:
+        conn, _ = listener.accept()
+        conn.recv(8)
+        conn.sendall(bytes.fromhex("0111 0005 00000000 ffffffff".replace(" ", "")))
+        conn.close()
+
+    thread = threading.Thread(target=lie, daemon=True)
+    thread.start()
+    with listener:
+        assert main(["list", f"127.0.0.1:{listener.getsockname()[1]}"]) == 1
+        thread.join(timeout=10)
+    assert capsys.readouterr().err == "usbip-gadget: device list claims 4294967295 devices\n"
