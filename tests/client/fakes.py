@@ -122,6 +122,7 @@ class FakeServer:
     handler: Handler | None = None
     trickle: bool = False
     complete_on_unlink: bool = False
+    ignore_unlinks: bool = False
     received: list[Message] = field(default_factory=list)
     held: dict[int, CmdSubmit] = field(default_factory=dict)
     _stream: trio.abc.Stream | None = None
@@ -166,6 +167,8 @@ class FakeServer:
             case CmdSubmit():
                 await self._submit(message)
             case CmdUnlink(seqnum=seq, unlink_seqnum=target):
+                if self.ignore_unlinks:
+                    return
                 held = self.held.pop(target, None)
                 if held is not None and self.complete_on_unlink:
                     await self.send(self.default(held))

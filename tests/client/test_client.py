@@ -268,3 +268,25 @@ def test_fake_device_is_consistent() -> None:
     fake: FakeUsbDevice = keyboard()
     status, data = fake.control(SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18))
     assert (status, len(data)) == (0, 18)
+
+
+async def test_cancelled_before_sending_sends_no_unlink() -> None:
+    server = FakeServer([disk()], handler=lambda cmd: None)
+    with trio.fail_after(5):
+        async with imported(server, "1-2") as remote:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await remote.transfer_in(1, 64)
+            assert remote.in_flight == 0
+            server.handler = None
+            assert len(await remote.transfer_in(1, 64)) == 4
+    assert not any(isinstance(m, CmdUnlink) for m in server.received)
+
+
+async def test_unanswered_unlink_is_sent_once(autojump_clock: trio.abc.Clock) -> None:
+    server = FakeServer([disk()], handler=lambda cmd: None)
+    async with imported(server, "1-2") as remote:
+        server.ignore_unlinks = True
+        with pytest.raises(UsbipTimeout):
+            await remote.transfer_in(1, 64, timeout=1)
+    assert sum(isinstance(m, CmdUnlink) for m in server.received) == 1

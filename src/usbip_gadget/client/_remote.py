@@ -278,20 +278,22 @@ class RemoteDevice:
 
     async def _submit_and_wait(self, cmd: CmdSubmit, timeout: float | None) -> RetSubmit:
         pending = self._pending[cmd.seqnum] = _Pending()
-        settled = False
+        submitted = unlinked = False
         try:
             await self._send(cmd)
+            submitted = True
             with trio.move_on_after(math.inf if timeout is None else timeout):
                 await pending.done.wait()
             if not pending.done.is_set():
+                unlinked = True
                 await self._unlink(cmd.seqnum, pending)
                 if pending.result is None:
                     raise UsbipTimeout(
                         f"transfer on endpoint {cmd.ep} timed out after {timeout:g} s"
                     )
-            settled = True
         finally:
-            if not settled and not pending.done.is_set():
+            # Abandoned (cancelled) after it was sent and before anything settled it.
+            if submitted and not unlinked and not pending.done.is_set():
                 with trio.CancelScope(shield=True):
                     await self._unlink(cmd.seqnum, pending)
             del self._pending[cmd.seqnum]
