@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -25,10 +26,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"usbip-gadget: {message}\n")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _printable(text: str) -> str:
+    """Text from the network, with control characters escaped so they cannot drive the terminal."""
+    return "".join(
+        c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="usbip-gadget", description=__doc__)
     parser.add_argument("--version", action="version", version=f"usbip-gadget {__version__}")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per network step")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="seconds per network step (default 10)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_list = sub.add_parser("list", help="list the devices a USB/IP server exports")
     p_list.add_argument("server", metavar="HOST[:PORT]")
@@ -67,7 +88,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not items:
         print(f"{host}:{port} exports no devices", file=sys.stderr)
     for item in items:
-        print(_format_summary(item))
+        print(_printable(_format_summary(item)))
     return 0
 
 
@@ -77,7 +98,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2))
     else:
-        print(render_tree(snapshot))
+        print(_printable(render_tree(snapshot)))
     return 0
 
 

@@ -138,6 +138,14 @@ class FakeServer:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
+    async def serve_until_import(self, stream: trio.abc.Stream) -> None:
+        """Answer the import, then never read again (a server whose reader is stuck)."""
+        self._stream, self._conn = stream, Connection(Role.DEVICE)
+        message = await self._next()
+        assert message is not None
+        await self._answer(message)
+        await trio.sleep_forever()
+
     async def _next(self) -> Message | None:
         assert self._conn is not None
         assert self._stream is not None

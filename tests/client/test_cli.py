@@ -119,3 +119,25 @@ def test_hostile_server_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["list", f"127.0.0.1:{listener.getsockname()[1]}"]) == 1
         thread.join(timeout=10)
     assert capsys.readouterr().err == "usbip-gadget: device list claims 4294967295 devices\n"
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "0", "soon"])
+def test_bad_timeout_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([f"--timeout={value}", "list", "127.0.0.1:1"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usbip-gadget: argument --timeout:")
+    assert len(err.splitlines()) == 1
+
+
+def test_network_text_cannot_drive_the_terminal() -> None:
+    from usbip_gadget.cli import _printable
+
+    assert _printable("Disk\x1b[2J\x07\nok") == "Disk\\x1b[2J\\x07\nok"
+
+
+def test_name_resolution_failure_reads_well() -> None:
+    from usbip_gadget.client._transport import _reason
+
+    assert _reason(socket.gaierror(-2, "Name or service not known")) == "Name or service not known"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import traceback
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,15 @@ from usbip_gadget import RemoteProtocolError, TransportError
 from usbip_gadget._errors import ImportRefused, Stall, UsbipTimeout
 from usbip_gadget.client import RemoteDevice, enumerate_device, list_devices, open_remote_device
 from usbip_gadget.client._exceptions import collapse_single
-from usbip_gadget.protocol import CmdSubmit, CmdUnlink, Direction, RetSubmit
+from usbip_gadget.protocol import (
+    DEFAULT_MAX_TRANSFER,
+    CmdSubmit,
+    CmdUnlink,
+    Direction,
+    RetSubmit,
+    RetUnlink,
+)
+from usbip_gadget.protocol._codec import pack_urb
 from usbip_gadget.usb import DescriptorType, Request, SetupPacket, Speed
 
 pytestmark = pytest.mark.timeout(30)
@@ -168,8 +177,9 @@ async def test_unlink_race_late_reply_after_unlink_is_ignored(
             await remote.transfer_in(1, 64, timeout=1)
         # A careless server still sends the RET_SUBMIT of the unlinked URB afterwards.
         seqnum = next(m.seqnum for m in server.received if isinstance(m, CmdSubmit) and m.ep == 1)
-        server.held[seqnum] = CmdSubmit(seqnum, 0, Direction.IN, 1, 64)
-        await server.release(seqnum)
+        assert server._stream is not None  # raw bytes: our own state rules forbid this reply
+        late = RetSubmit(seqnum, 0, 4, b"late")
+        await server._stream.send_all(pack_urb(late, max_transfer=DEFAULT_MAX_TRANSFER))
         server.handler = None
         assert len(await remote.transfer_in(1, 64)) == 4
         assert remote.failure is None
@@ -290,3 +300,56 @@ async def test_unanswered_unlink_is_sent_once(autojump_clock: trio.abc.Clock) ->
         with pytest.raises(UsbipTimeout):
             await remote.transfer_in(1, 64, timeout=1)
     assert sum(isinstance(m, CmdUnlink) for m in server.received) == 1
+
+
+async def test_unlink_answered_alone_with_status_0_settles_the_urb(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Linux stub_complete: a URB that completes while its unlink is under way is answered by
+    # RET_UNLINK(status 0) alone, with no RET_SUBMIT.
+    server = FakeServer([disk()], handler=lambda cmd: None, ignore_unlinks=True)
+    async with imported(server, "1-2") as remote, trio.open_nursery() as nursery:
+
+        async def answer_unlink() -> None:
+            await trio.sleep(1.05)  # the client's timeout fires at 1 s and sends its unlink
+            unlink = next(m for m in server.received if isinstance(m, CmdUnlink))
+            assert server._stream is not None
+            await server._stream.send_all(
+                pack_urb(RetUnlink(unlink.seqnum, 0), max_transfer=DEFAULT_MAX_TRANSFER)
+            )
+
+        nursery.start_soon(answer_unlink)
+        start = trio.current_time()
+        assert await remote.transfer_in(1, 64, timeout=1) == b""
+        assert trio.current_time() - start < 1.5  # settled at once, not after unlink_timeout
+        assert remote._conn.state.pending == frozenset()
+
+
+async def test_send_to_a_server_that_stops_reading_times_out(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    client, server_end = trio.testing.lockstep_stream_pair()
+    server = FakeServer([disk()])
+    async with trio.open_nursery() as nursery:
+
+        async def serve_import_then_stop() -> None:
+            await server.serve_until_import(server_end)
+
+        nursery.start_soon(serve_import_then_stop)
+        async with open_remote_device(client, "1-2") as remote:
+            with pytest.raises(UsbipTimeout, match="took no data for 1 s"):
+                await remote.transfer_out(2, b"x" * 64, timeout=1)
+            # The half-sent message makes the connection unusable: it says so, once per call.
+            for _ in range(3):
+                with pytest.raises(TransportError, match="interrupted") as info:
+                    await remote.transfer_out(2, b"x")
+                assert len(list(traceback.walk_tb(info.value.__traceback__))) < 10
+        nursery.cancel_scope.cancel()
+
+
+async def test_outer_cancellation_does_not_leak_a_group() -> None:
+    server = FakeServer([disk()], handler=lambda cmd: None)
+    with trio.move_on_after(0.2) as scope:
+        async with imported(server, "1-2") as remote:
+            await remote.transfer_in(1, 64)
+    assert scope.cancelled_caught

@@ -22,6 +22,7 @@ from usbip_gadget.protocol import (
     ImportRequest,
     IsoPacket,
     RetSubmit,
+    RetUnlink,
     Role,
 )
 
@@ -207,3 +208,13 @@ def test_mutated_valid_traffic_only_raises_remote_protocol_error(data: st.DataOb
         _drain(host)
     except RemoteProtocolError:
         pass
+
+
+def test_device_side_forgets_unlinked_submits() -> None:
+    host, device = imported_pair()
+    for n in range(0, 200, 2):
+        transfer(host, device, CmdSubmit(n + 1, 1, Direction.IN, 1, 8), trickle=False)
+        transfer(host, device, CmdUnlink(n + 2, 1, n + 1), trickle=False)
+        feed(host, device.send(RetUnlink(n + 2, -104)), trickle=False)
+    assert device.state._inflight == set()
+    assert host.state.pending == frozenset()

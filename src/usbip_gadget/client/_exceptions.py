@@ -16,7 +16,7 @@ def collapse_single() -> Iterator[None]:
     except BaseExceptionGroup as group:
         leaves = list(_leaves(group))
         real = [e for e in leaves if not isinstance(e, trio.Cancelled)]
-        chosen = real or leaves
+        chosen = real or leaves[:1]
         if len(chosen) == 1 or (real and len({type(e) for e in real}) == 1):
             raise chosen[0] from None
         raise

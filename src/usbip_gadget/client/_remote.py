@@ -184,10 +184,15 @@ class RemoteDevice:
                 self._complete(seq, result=message)
             case RetUnlink(seqnum=seq, status=status):
                 target = self._unlinks.pop(seq, None)
-                if target is not None and status != 0:
+                if target is None:
+                    return
+                if status != 0:
                     self._complete(target, error=transfer_error(status))
+                else:  # completed as the unlink arrived; the server sends no RET_SUBMIT then
+                    self._complete(target, result=RetSubmit(target))
             case UnexportRequest():
-                await self._send(UnexportReply())
+                with trio.move_on_after(self.unlink_timeout):
+                    await self._send(UnexportReply())
                 raise TransportError("the exporter withdrew the device")
 
     def _complete(
@@ -212,7 +217,7 @@ class RemoteDevice:
     async def _send(self, message: Message) -> None:
         async with self._write_lock:
             if self._failure is not None:
-                raise self._failure
+                raise self._failure.with_traceback(None)
             data = self._conn.send(message)
             sent = False
             try:
@@ -254,7 +259,7 @@ class RemoteDevice:
         With ``check`` a non-zero status raises the matching ``TransferError``.
         """
         if self._failure is not None:
-            raise self._failure
+            raise self._failure.with_traceback(None)
         if direction == Direction.IN:
             flags |= TransferFlags.DIR_IN
         cmd = CmdSubmit(
@@ -280,13 +285,19 @@ class RemoteDevice:
         pending = self._pending[cmd.seqnum] = _Pending()
         submitted = unlinked = False
         try:
-            await self._send(cmd)
-            submitted = True
-            with trio.move_on_after(math.inf if timeout is None else timeout):
+            # The deadline covers the send too: a server that stops reading must not hang us.
+            with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                await self._send(cmd)
+                submitted = True
                 await pending.done.wait()
+            if scope.cancelled_caught and not submitted:
+                raise UsbipTimeout(
+                    f"transfer on endpoint {cmd.ep}: the server took no data for {timeout:g} s"
+                )
             if not pending.done.is_set():
-                unlinked = True
-                await self._unlink(cmd.seqnum, pending)
+                if submitted:
+                    unlinked = True
+                    await self._unlink(cmd.seqnum, pending)
                 if pending.result is None:
                     raise UsbipTimeout(
                         f"transfer on endpoint {cmd.ep} timed out after {timeout:g} s"
@@ -298,7 +309,7 @@ class RemoteDevice:
                     await self._unlink(cmd.seqnum, pending)
             del self._pending[cmd.seqnum]
         if pending.error is not None:
-            raise pending.error
+            raise pending.error.with_traceback(None)
         assert pending.result is not None
         return pending.result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,6 +27,8 @@ def map_transport_errors(what: str) -> Iterator[None]:
 
 def _reason(exc: OSError) -> str:
     """The OS's words for ``exc``, looking inside trio's "all attempts failed" groups."""
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or str(exc)
     cause = exc.__cause__
     if exc.errno is None and isinstance(cause, BaseExceptionGroup):
         inner = [e for e in cause.exceptions if isinstance(e, OSError) and e.errno is not None]

@@ -74,8 +74,9 @@ class ConnectionState:
         self._pending: dict[int, SubmitShape] = {}
         self._unlinks: dict[int, int] = {}
         self._unlinked: OrderedDict[int, SubmitShape] = OrderedDict()
-        # Device role: seqnums received and not yet answered.
+        # Device role: seqnums received and not yet answered; unlink seqnum -> its target.
         self._inflight: set[int] = set()
+        self._device_unlinks: dict[int, int] = {}
 
     # ------------------------------------------------------------ queries
 
@@ -192,7 +193,9 @@ class ConnectionState:
         target = self._unlinks.pop(seq, None)
         if target is None:
             raise _Violation(f"RET_UNLINK for unknown seqnum {seq}")
-        shape = self._pending.pop(target, None) if status != 0 else None
+        # Whatever the status, no RET_SUBMIT is owed once RET_UNLINK arrives for a pending URB
+        # (Linux stub_complete answers an unlink racing with completion by RET_UNLINK alone).
+        shape = self._pending.pop(target, None)
         if shape is not None:
             self._unlinked[target] = shape
             while len(self._unlinked) > _UNLINKED_MEMORY:
@@ -204,10 +207,15 @@ class ConnectionState:
                 if seq in self._inflight:
                     raise _Violation(f"seqnum {seq} is already in flight")
                 self._inflight.add(seq)
+                if isinstance(message, CmdUnlink):
+                    self._device_unlinks[seq] = message.unlink_seqnum
             case RetSubmit(seqnum=seq) | RetUnlink(seqnum=seq):
                 if seq not in self._inflight:
                     raise _Violation(f"seqnum {seq} was not received or was already answered")
                 self._inflight.discard(seq)
+                target = self._device_unlinks.pop(seq, None)
+                if target is not None and message.status != 0:
+                    self._inflight.discard(target)  # unlinked: no RET_SUBMIT follows
 
     def close(self) -> None:
         self.phase = Phase.CLOSED
