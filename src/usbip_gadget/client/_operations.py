@@ -55,16 +55,16 @@ async def read_product(host: str, port: int, busid: str, timeout: float) -> str 
     """Import ``busid`` and read its iProduct string in its first language."""
     stream = await open_connection(host, port, timeout=timeout)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
-        raw = await remote.control(SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18))
-        index = DeviceDescriptor.parse(raw).i_product
+        device = SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18)
+        index = DeviceDescriptor.parse(await remote.control(device, timeout=timeout)).i_product
         if not index:
             return None
-        langs = await remote.control(SetupPacket.get_descriptor(DescriptorType.STRING, 0, 255))
-        lang_ids = decode_lang_ids(langs, lenient=True)
+        langs = SetupPacket.get_descriptor(DescriptorType.STRING, 0, 255)
+        lang_ids = decode_lang_ids(await remote.control(langs, timeout=timeout), lenient=True)
         if not lang_ids:
             return None
         setup = SetupPacket.get_descriptor(DescriptorType.STRING, index, 255, lang_id=lang_ids[0])
-        return decode_string(await remote.control(setup), lenient=True)
+        return decode_string(await remote.control(setup, timeout=timeout), lenient=True)
 
 
 async def describe(host: str, port: int, busid: str, *, timeout: float) -> DeviceSnapshot:
