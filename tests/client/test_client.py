@@ -353,3 +353,21 @@ async def test_outer_cancellation_does_not_leak_a_group() -> None:
         async with imported(server, "1-2") as remote:
             await remote.transfer_in(1, 64)
     assert scope.cancelled_caught
+
+
+async def test_iso_out_carries_one_packet_per_element() -> None:
+    def handler(cmd: CmdSubmit) -> RetSubmit:
+        packets = tuple(type(p)(p.offset, p.length, p.length, 0) for p in cmd.iso_packets)
+        return RetSubmit(
+            cmd.seqnum, 0, cmd.transfer_buffer_length, b"", 0, len(packets), 0, packets
+        )
+
+    server = FakeServer([disk()], handler=handler)
+    with trio.fail_after(5):
+        async with imported(server, "1-2") as remote:
+            result = await remote.iso_out(4, [b"ab", b"", b"cde"])
+    (cmd,) = [m for m in server.received if isinstance(m, CmdSubmit) and m.ep == 4]
+    assert cmd.data == b"abcde"
+    assert [(p.offset, p.length) for p in cmd.iso_packets] == [(0, 2), (2, 0), (2, 3)]
+    assert cmd.number_of_packets == 3
+    assert result.actual_length == 5

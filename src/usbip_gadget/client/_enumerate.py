@@ -10,6 +10,7 @@ Optional descriptors a device refuses (a stall) are recorded as absent.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from usbip_gadget._errors import Stall
 from usbip_gadget.client._remote import RemoteDevice
@@ -88,7 +89,7 @@ async def enumerate_device(device: RemoteDevice, *, timeout: float = 5.0) -> Dev
         strings=strings,
         bos_raw=await _bos(reader) if descriptor.bcd_usb >= _BOS_MIN_BCD_USB else None,
         device_qualifier_raw=(
-            await reader.optional(lambda: reader.get(DescriptorType.DEVICE_QUALIFIER, 0, 10))
+            await reader.optional(partial(reader.get, DescriptorType.DEVICE_QUALIFIER, 0, 10))
             if speed == Speed.HIGH
             else None
         ),
@@ -109,7 +110,7 @@ async def _strings(
     if not indexes:
         return (), {}
     langs_raw = await reader.optional(
-        lambda: reader.get(DescriptorType.STRING, 0, _STRING_REQUEST_LENGTH)
+        partial(reader.get, DescriptorType.STRING, 0, _STRING_REQUEST_LENGTH)
     )
     lang_ids = tuple(decode_lang_ids(langs_raw, lenient=True)) if langs_raw else ()
     strings: dict[int, dict[int, str]] = {}
@@ -117,8 +118,8 @@ async def _strings(
         table = strings.setdefault(lang, {})
         for index in indexes:
             raw = await reader.optional(
-                lambda i=index, la=lang: reader.get(  # type: ignore[misc]
-                    DescriptorType.STRING, i, _STRING_REQUEST_LENGTH, w_index=la
+                partial(
+                    reader.get, DescriptorType.STRING, index, _STRING_REQUEST_LENGTH, w_index=lang
                 )
             )
             if raw is not None:
@@ -127,7 +128,7 @@ async def _strings(
 
 
 async def _bos(reader: _Reader) -> bytes | None:
-    header = await reader.optional(lambda: reader.get(DescriptorType.BOS, 0, 5))
+    header = await reader.optional(partial(reader.get, DescriptorType.BOS, 0, 5))
     if header is None:
         return None
     return await reader.get(DescriptorType.BOS, 0, bos_total_length(header))
@@ -143,11 +144,16 @@ async def _hid_reports(
             # Interface requests reach a function only in a configuration, as for a host's
             # HID driver, which reads report descriptors after SET_CONFIGURATION.
             setup = SetupPacket.set_configuration(config.b_configuration_value)
-            await reader.optional(lambda s=setup: reader.send(s))  # type: ignore[misc]
+            await reader.optional(partial(reader.send, setup))
         for interface, length in lengths:
             raw = await reader.optional(
-                lambda i=interface, n=length: reader.get(  # type: ignore[misc]
-                    DescriptorType.HID_REPORT, 0, n, w_index=i, recipient=RequestType.INTERFACE
+                partial(
+                    reader.get,
+                    DescriptorType.HID_REPORT,
+                    0,
+                    length,
+                    w_index=interface,
+                    recipient=RequestType.INTERFACE,
                 )
             )
             if raw is not None:

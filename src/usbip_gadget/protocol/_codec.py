@@ -356,17 +356,6 @@ def _check_iso_layout(
             raise error(f"ISO packet {i} (offset {p.offset}, length {p.length}) outside buffer")
 
 
-def peek_command(data: bytes | bytearray | memoryview) -> tuple[Command, int] | None:
-    """The command and seqnum at the start of ``data`` (None: need more bytes)."""
-    if len(data) < 8:
-        return None
-    code, seqnum = struct.unpack(">II", data[:8])
-    try:
-        return Command(code), int(seqnum)
-    except ValueError:
-        raise RemoteProtocolError(f"unknown USB/IP command 0x{code:08x}") from None
-
-
 def parse_cmd(
     data: bytes | bytearray | memoryview, *, max_transfer: int
 ) -> tuple[CmdSubmit | CmdUnlink, int] | None:
