@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -13,12 +14,15 @@ import trio
 
 from usbip_gadget import __version__
 from usbip_gadget._errors import GadgetError, UsbipGadgetError
+from usbip_gadget.bridge import DEFAULT_DEPTH, AttachOptions, attach
 from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
+from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget import list_udcs
 from usbip_gadget.gadget._udc import NO_UDC_HINT
 from usbip_gadget.usb import Speed, render_tree
 
 T = TypeVar("T")
+MAX_DEPTH = 64
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +65,39 @@ def _parser() -> argparse.ArgumentParser:
     p_desc.add_argument("busid")
     p_desc.add_argument("--json", action="store_true", help="print the device snapshot as JSON")
     sub.add_parser("udc", help="list this machine's USB device controllers")
+    p_attach = sub.add_parser(
+        "attach", help="replay a remote device on a USB device controller and bridge its traffic"
+    )
+    p_attach.add_argument("server", metavar="HOST[:PORT]")
+    p_attach.add_argument("busid")
+    p_attach.add_argument("--udc", help="the controller to plug into (default: the only one)")
+    p_attach.add_argument(
+        "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
+    )
+    p_attach.add_argument(
+        "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
+        help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
+    )  # fmt: skip
+    p_attach.add_argument(
+        "--reconnect", action="store_true", help="when the device goes away, wait for it"
+    )
     return parser
+
+
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_DEPTH:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a depth from 1 to {MAX_DEPTH}")
+    return value
+
+
+def _gadget_name(text: str) -> str:
+    if not text or not all(c.isalnum() or c in "-_" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, - and _")
+    return text
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
@@ -111,7 +147,36 @@ def _cmd_udc(_args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "describe": _cmd_describe, "udc": _cmd_udc}
+def _log(message: str) -> None:
+    print(f"usbip-gadget: {_printable(message)}", file=sys.stderr, flush=True)
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.server)
+    options = AttachOptions(
+        host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
+        reconnect=args.reconnect, timeout=args.timeout,
+    )  # fmt: skip
+    _run(lambda: _attach_until_signal(options))
+    return 0
+
+
+async def _attach_until_signal(options: AttachOptions) -> None:
+    """``attach`` until it ends or SIGINT/SIGTERM arrives; either way the gadget is removed."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    _log(f"{signal.Signals(signum).name}: unplugging")
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            await attach(options, log=_log)
+            nursery.cancel_scope.cancel()
+
+
+_COMMANDS = {"list": _cmd_list, "describe": _cmd_describe, "udc": _cmd_udc, "attach": _cmd_attach}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

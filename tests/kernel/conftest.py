@@ -36,6 +36,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("usbhid", ()),
     ("hid-generic", ()),
     ("evdev", ()),
+    ("loop", ()),
+    ("ext4", ()),
 )
 MODPROBE_TIMEOUT_S = 60.0
 

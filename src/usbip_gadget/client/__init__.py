@@ -4,6 +4,7 @@ from usbip_gadget.client._enumerate import enumerate_device
 from usbip_gadget.client._operations import DeviceSummary, describe, fetch_devlist, summarize
 from usbip_gadget.client._remote import (
     RemoteDevice,
+    Urb,
     UrbResult,
     list_devices,
     open_remote_device,
@@ -14,6 +15,7 @@ from usbip_gadget.client._transport import open_connection, parse_address
 __all__ = [
     "DeviceSummary",
     "RemoteDevice",
+    "Urb",
     "UrbResult",
     "describe",
     "enumerate_device",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -258,6 +259,40 @@ class RemoteDevice:
 
         With ``check`` a non-zero status raises the matching ``TransferError``.
         """
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        urb: Urb | None = None
+        # The deadline covers the send too: a server that stops reading must not hang us.
+        with trio.move_on_at(deadline):
+            urb = await self.post(
+                ep, direction, length, data, setup=setup, flags=flags, interval=interval,
+                iso_packets=iso_packets,
+            )  # fmt: skip
+        if urb is None:
+            raise UsbipTimeout(
+                f"transfer on endpoint {ep}: the server took no data for {timeout:g} s"
+            )
+        try:
+            return await urb.wait(deadline=deadline, check=check)
+        except UsbipTimeout:
+            raise UsbipTimeout(f"transfer on endpoint {ep} timed out after {timeout:g} s") from None
+
+    async def post(
+        self,
+        ep: int,
+        direction: Direction,
+        length: int = 0,
+        data: bytes = b"",
+        *,
+        setup: bytes = bytes(8),
+        flags: int = 0,
+        interval: int = 0,
+        iso_packets: Sequence[IsoPacket] = (),
+    ) -> Urb:
+        """Send one CMD_SUBMIT and return at once: ``Urb.wait`` gives its completion.
+
+        URBs posted one after another from one task reach the server in that order. Every
+        posted URB must be waited for or unlinked (``unlink_all``).
+        """
         if self._failure is not None:
             raise self._failure.with_traceback(None)
         if direction == Direction.IN:
@@ -268,63 +303,47 @@ class RemoteDevice:
             number_of_packets=len(iso_packets) if iso_packets else NO_ISO,
             interval=interval, iso_packets=tuple(iso_packets),
         )  # fmt: skip
-        ret = await self._submit_and_wait(cmd, timeout)
-        result = UrbResult(
-            ret.status,
-            ret.actual_length,
-            ret.data,
-            ret.start_frame,
-            ret.error_count,
-            ret.iso_packets,
-        )
-        if check and ret.status != 0:
-            raise transfer_error(ret.status)
-        return result
-
-    async def _submit_and_wait(self, cmd: CmdSubmit, timeout: float | None) -> RetSubmit:
         pending = self._pending[cmd.seqnum] = _Pending()
-        submitted = unlinked = False
         try:
-            # The deadline covers the send too: a server that stops reading must not hang us.
-            with trio.move_on_after(math.inf if timeout is None else timeout) as scope:
-                await self._send(cmd)
-                submitted = True
-                await pending.done.wait()
-            if scope.cancelled_caught and not submitted:
-                raise UsbipTimeout(
-                    f"transfer on endpoint {cmd.ep}: the server took no data for {timeout:g} s"
-                )
-            if not pending.done.is_set():
-                if submitted:
-                    unlinked = True
-                    await self._unlink(cmd.seqnum, pending)
-                if pending.result is None:
-                    raise UsbipTimeout(
-                        f"transfer on endpoint {cmd.ep} timed out after {timeout:g} s"
-                    )
-        finally:
-            # Abandoned (cancelled) after it was sent and before anything settled it.
-            if submitted and not unlinked and not pending.done.is_set():
-                with trio.CancelScope(shield=True):
-                    await self._unlink(cmd.seqnum, pending)
+            await self._send(cmd)
+        except BaseException:
             del self._pending[cmd.seqnum]
-        if pending.error is not None:
-            raise pending.error.with_traceback(None)
-        assert pending.result is not None
-        return pending.result
+            raise
+        return Urb(self, cmd, pending)
 
-    async def _unlink(self, seqnum: int, pending: _Pending) -> None:
-        """CMD_UNLINK ``seqnum`` and wait (bounded) for the server to settle it either way."""
+    async def unlink_all(self, urbs: Sequence[Urb]) -> None:
+        """Unlink every URB of ``urbs`` not yet settled, all at once, bounded by unlink_timeout.
+
+        Whatever completed meanwhile is dropped: callers unlink what they no longer want.
+        """
+        with trio.CancelScope(shield=True), trio.move_on_after(self.unlink_timeout):
+            waiting = [urb for urb in urbs if not urb.settled]
+            for urb in waiting:
+                await self._send_unlink(urb)
+            for urb in waiting:
+                await urb._pending.done.wait()
+        for urb in urbs:
+            self._forget(urb.cmd.seqnum)
+
+    def _forget(self, seqnum: int) -> None:
+        self._pending.pop(seqnum, None)
+        for unlink, target in list(self._unlinks.items()):
+            if target == seqnum:
+                del self._unlinks[unlink]
+
+    async def _send_unlink(self, urb: Urb) -> None:
         unlink_seqnum = self._next_seqnum()
-        self._unlinks[unlink_seqnum] = seqnum
-        try:
-            with trio.move_on_after(self.unlink_timeout):
-                await self._send(CmdUnlink(unlink_seqnum, self.device.devid, seqnum))
-                await pending.done.wait()
-        except UsbipGadgetError:
-            pass  # the connection is gone: the URB is gone with it
-        finally:
-            self._unlinks.pop(unlink_seqnum, None)
+        self._unlinks[unlink_seqnum] = urb.cmd.seqnum
+        # If the connection is gone, the URB is gone with it (and was failed).
+        with contextlib.suppress(UsbipGadgetError):
+            await self._send(CmdUnlink(unlink_seqnum, self.device.devid, urb.cmd.seqnum))
+
+    async def _unlink(self, urb: Urb) -> None:
+        """CMD_UNLINK ``urb`` and wait (bounded) for the server to settle it either way."""
+        with trio.move_on_after(self.unlink_timeout):
+            await self._send_unlink(urb)
+            await urb._pending.done.wait()
+        self._forget(urb.cmd.seqnum)
 
     async def control(
         self, setup: SetupPacket, data: bytes = b"", *, timeout: float | None = 5.0
@@ -381,6 +400,54 @@ class RemoteDevice:
         self._fail(TransportError("connection closed"))
         with map_transport_errors("closing"):
             await self._stream.aclose()
+
+
+class Urb:
+    """A URB sent to the server: wait for its completion, or unlink it."""
+
+    __slots__ = ("_device", "_pending", "cmd")
+
+    def __init__(self, device: RemoteDevice, cmd: CmdSubmit, pending: _Pending) -> None:
+        self._device = device
+        self._pending = pending
+        self.cmd = cmd
+
+    @property
+    def settled(self) -> bool:
+        """Whether a reply (or the end of the connection) has settled it."""
+        return self._pending.done.is_set()
+
+    async def wait(self, *, deadline: float = math.inf, check: bool = False) -> UrbResult:
+        """The URB's completion; at ``deadline`` (trio time) it is unlinked → ``UsbipTimeout``.
+
+        If the wait is cancelled the URB is unlinked first (shielded, bounded). With ``check``
+        a non-zero status raises the matching ``TransferError``.
+        """
+        pending, cmd = self._pending, self.cmd
+        unlinked = False
+        try:
+            with trio.move_on_at(deadline):
+                await pending.done.wait()
+            if not pending.done.is_set():
+                unlinked = True
+                await self._device._unlink(self)
+                if pending.result is None:
+                    raise UsbipTimeout(f"transfer on endpoint {cmd.ep} timed out")
+        finally:
+            if not unlinked and not pending.done.is_set():
+                with trio.CancelScope(shield=True):
+                    await self._device._unlink(self)
+            self._device._forget(cmd.seqnum)
+        if pending.error is not None:
+            raise pending.error.with_traceback(None)
+        assert pending.result is not None
+        ret = pending.result
+        if check and ret.status != 0:
+            raise transfer_error(ret.status)
+        return UrbResult(
+            ret.status, ret.actual_length, ret.data, ret.start_frame, ret.error_count,
+            ret.iso_packets,
+        )  # fmt: skip
 
 
 def _layout(sizes: Sequence[int]) -> tuple[IsoPacket, ...]:

@@ -1,5 +1,6 @@
 """The device side: configfs gadgets, FunctionFS descriptors and events, number remapping."""
 
+from usbip_gadget.gadget._backend import EndpointShutdown, GadgetBackend, GadgetEndpoint
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
 from usbip_gadget.gadget._ffs_blob import (
     CALLER_FLAGS,
@@ -13,16 +14,28 @@ from usbip_gadget.gadget._ffs_blob import (
     string_indexes,
 )
 from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType, pack_event, parse_events
+from usbip_gadget.gadget._functionfs import (
+    MOUNT_ROOT,
+    FfsEndpoint,
+    FunctionFsGadget,
+    open_functionfs_gadget,
+)
 from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.gadget._udc import choose_udc, list_udcs
 
 __all__ = [
     "CALLER_FLAGS",
     "GADGET_ROOT",
+    "MOUNT_ROOT",
     "ConfigfsGadget",
+    "EndpointShutdown",
+    "FfsEndpoint",
     "FfsEvent",
     "FfsEventType",
     "FfsFlag",
+    "FunctionFsGadget",
+    "GadgetBackend",
+    "GadgetEndpoint",
     "Remap",
     "Unsupported",
     "build_descriptors",
@@ -33,6 +46,7 @@ __all__ = [
     "endpoint_addresses",
     "interface_numbers",
     "list_udcs",
+    "open_functionfs_gadget",
     "pack_event",
     "parse_events",
     "string_indexes",

@@ -1,0 +1,93 @@
+"""``attach``: import a remote device, plug a gadget replaying it, bridge until it ends.
+
+When the remote side ends (the server closes the connection, the device goes away) the
+gadget is unplugged at once, so the host sees a clean unplug. With ``reconnect`` the device
+is imported again with backoff and plugged again when it is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from usbip_gadget._errors import (
+    DeviceGone,
+    ImportRefused,
+    RemoteProtocolError,
+    TransportError,
+    UsbipGadgetError,
+    UsbipTimeout,
+)
+from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
+from usbip_gadget.client import enumerate_device, open_connection, open_remote_device
+from usbip_gadget.gadget import choose_udc, list_udcs, open_functionfs_gadget
+
+FIRST_RETRY_S = 1.0
+LAST_RETRY_S = 30.0
+# What a reconnect can cure: the server or the device is away for a while.
+RETRYABLE = (TransportError, UsbipTimeout, DeviceGone, ImportRefused, RemoteProtocolError)
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachOptions:
+    """What ``attach`` bridges, where, and how."""
+
+    host: str
+    port: int
+    busid: str
+    udc: str | None = None
+    name: str = "usbip-gadget"
+    depth: int = DEFAULT_DEPTH
+    reconnect: bool = False
+    timeout: float = 10.0
+
+
+async def attach(options: AttachOptions, *, log: Log) -> None:
+    """Bridge until the remote side ends (its error is raised) or, with reconnect, forever."""
+    udc = choose_udc(options.udc, list_udcs())
+    delay = FIRST_RETRY_S
+    while True:
+        plugged = trio.Event()
+        try:
+            await _attach_once(options, udc, log, plugged)
+        except RETRYABLE as exc:
+            if not options.reconnect:
+                raise
+            if plugged.is_set():
+                delay = FIRST_RETRY_S
+            log(f"{exc.one_line()}; retrying in {delay:g} s")
+            await trio.sleep(delay)
+            delay = min(delay * 2, LAST_RETRY_S)
+
+
+async def _attach_once(options: AttachOptions, udc: str, log: Log, plugged: trio.Event) -> None:
+    stream = await open_connection(options.host, options.port, timeout=options.timeout)
+    async with (
+        stream,
+        open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
+    ):
+        snapshot = await enumerate_device(remote, timeout=options.timeout)
+        device = snapshot.device
+        ident = f"{device.id_vendor:04x}:{device.id_product:04x}"
+        config = snapshot.configurations[0]
+        outcome = "stopped"
+        try:
+            async with open_functionfs_gadget(snapshot, udc=udc, name=options.name) as gadget:
+                log(f"plugged {ident} ({options.busid} on {options.host}) into {udc}"
+                    f" ({gadget.name})")  # fmt: skip
+                plugged.set()
+                try:
+                    await Bridge(remote, gadget, config, depth=options.depth, log=log).run()
+                except UsbipGadgetError as exc:
+                    outcome = exc.one_line()
+                    raise
+        finally:
+            if plugged.is_set():
+                log(f"unplugged {ident} from {udc}: {outcome}")
+
+
+__all__ = ["RETRYABLE", "AttachOptions", "attach"]

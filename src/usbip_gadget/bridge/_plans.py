@@ -1,0 +1,180 @@
+"""How long the URBs on each data endpoint are: what the pumps read ahead and read.
+
+A device controller never sees the host's transfer lengths, only packets: a transfer ends at a
+short packet or when the host has what it asked for. So the bridge must choose lengths itself.
+
+- ``StreamPlan`` (any endpoint): every URB is one packet long (wMaxPacketSize). The packet
+  stream the host sees is then exactly the device's — short packets and zero-length packets
+  included — and no URB can wait for data the device will only send after the host acts.
+- ``BulkOnlyPlan`` (USB Mass Storage Bulk-Only Transport, class 08h protocol 50h): the
+  31-byte CBW says how long the data stage is and which way it goes, so one CBW yields the
+  whole command at once: the data URB (one transfer of dCBWDataTransferLength) and the CSW
+  URB are queued on the remote as soon as the CBW arrives. A command costs one round trip
+  instead of three, and its data moves in one URB instead of one per packet.
+
+IN URB lengths are always whole packets: a URB never ends inside a packet, so however the
+lengths are chosen the packets the host receives are the device's, in order.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from collections.abc import Iterable
+from typing import Protocol
+
+import trio
+
+from usbip_gadget.usb import Configuration, EndpointDescriptor, TransferType
+
+MASS_STORAGE_CLASS = 0x08
+BULK_ONLY_PROTOCOL = 0x50
+BULK_ONLY_RESET = 0xFF
+CBW_SIGNATURE = 0x43425355
+CBW_LENGTH = 31
+_CBW = struct.Struct("<IIIB")  # dCBWSignature, dCBWTag, dCBWDataTransferLength, bmCBWFlags
+MAX_URB_LENGTH = 1 << 20  # longer data stages go as several URBs (whole packets each)
+
+
+def whole_packets(length: int, max_packet: int) -> int:
+    """``length`` rounded up to whole packets, at least one packet."""
+    packets = max(1, -(-length // max_packet))
+    return packets * max_packet
+
+
+class Plan(Protocol):
+    """The lengths of the URBs of one interface's data endpoints."""
+
+    async def next_in(self, address: int) -> int:
+        """The length of the next IN URB to queue on ``address`` (waits until one is due)."""
+        ...
+
+    def requeue(self, address: int, lengths: Iterable[int]) -> None:
+        """IN URBs unlinked before completing, to queue again first, in order."""
+        ...
+
+    def next_out(self, address: int) -> int:
+        """How much to read from the host on OUT endpoint ``address`` for the next URB."""
+        ...
+
+    def saw_out(self, address: int, data: bytes) -> None:
+        """The host sent ``data`` on ``address`` (one URB's worth)."""
+        ...
+
+    def reset(self) -> None:
+        """Forget everything expected (the pumps are restarted)."""
+        ...
+
+
+class StreamPlan:
+    """One packet per URB, IN URBs queued without end: exact for any protocol."""
+
+    def __init__(self, endpoints: Iterable[EndpointDescriptor]) -> None:
+        self._sizes = {ep.b_endpoint_address: max(1, ep.max_packet_size) for ep in endpoints}
+
+    async def next_in(self, address: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return self._sizes[address]
+
+    def requeue(self, address: int, lengths: Iterable[int]) -> None:
+        pass  # every URB is the same: nothing to remember
+
+    def next_out(self, address: int) -> int:
+        return self._sizes[address]
+
+    def saw_out(self, address: int, data: bytes) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+class BulkOnlyPlan:
+    """Bulk-Only Transport: URBs follow the commands (USB MSC BOT 1.0 §5)."""
+
+    def __init__(self, bulk_in: EndpointDescriptor, bulk_out: EndpointDescriptor) -> None:
+        self.in_address = bulk_in.b_endpoint_address
+        self.out_address = bulk_out.b_endpoint_address
+        self._in_packet = max(1, bulk_in.max_packet_size)
+        self._out_packet = max(1, bulk_out.max_packet_size)
+        self._in: deque[int] = deque()
+        self._in_added = trio.Event()
+        self._data_out = 0  # bytes of a data-out stage still to come from the host
+        self._in_chunk = MAX_URB_LENGTH - MAX_URB_LENGTH % self._in_packet
+        self._out_chunk = MAX_URB_LENGTH - MAX_URB_LENGTH % self._out_packet
+        self.commands = 0
+
+    async def next_in(self, address: int) -> int:
+        while not self._in:
+            self._in_added = trio.Event()
+            await self._in_added.wait()
+        return self._in.popleft()
+
+    def requeue(self, address: int, lengths: Iterable[int]) -> None:
+        self._in.extendleft(reversed(list(lengths)))
+        self._in_added.set()
+
+    def next_out(self, address: int) -> int:
+        if self._data_out:
+            return min(whole_packets(self._data_out, self._out_packet), self._out_chunk)
+        return whole_packets(CBW_LENGTH, self._out_packet)
+
+    def saw_out(self, address: int, data: bytes) -> None:
+        if self._data_out:
+            self._data_out = max(0, self._data_out - len(data))
+            if len(data) % self._out_packet:  # a short packet ends the stage early
+                self._data_out = 0
+            return
+        self._expect(data)
+
+    def _expect(self, cbw: bytes) -> None:
+        csw = self._in_packet
+        if len(cbw) != CBW_LENGTH or _CBW.unpack_from(cbw)[0] != CBW_SIGNATURE:
+            # Not a valid CBW: the device will stall; read one packet in case it does not.
+            self._queue_in(csw)
+            return
+        _signature, _tag, length, flags = _CBW.unpack_from(cbw)
+        self.commands += 1
+        if length and flags & 0x80:
+            self._queue_in(*self._chunks(whole_packets(length, self._in_packet)), csw)
+        else:
+            self._data_out = length
+            self._queue_in(csw)
+
+    def _chunks(self, length: int) -> list[int]:
+        full, rest = divmod(length, self._in_chunk)
+        return [self._in_chunk] * full + ([rest] if rest else [])
+
+    def _queue_in(self, *lengths: int) -> None:
+        self._in.extend(lengths)
+        self._in_added.set()
+
+    def reset(self) -> None:
+        self._in.clear()
+        self._data_out = 0
+
+
+def plans_for(config: Configuration) -> dict[int, Plan]:
+    """Each data endpoint address of ``config`` → the plan that sizes its URBs."""
+    plans: dict[int, Plan] = {}
+    for alt in config.alt_settings:
+        if alt.b_alternate_setting:
+            continue
+        bot = _bulk_only(alt.b_interface_class, alt.b_interface_protocol, alt.endpoints)
+        plan: Plan = bot if bot is not None else StreamPlan(alt.endpoints)
+        for ep in alt.endpoints:
+            plans.setdefault(ep.b_endpoint_address, plan)
+    return plans
+
+
+def _bulk_only(
+    cls: int, protocol: int, endpoints: Iterable[EndpointDescriptor]
+) -> BulkOnlyPlan | None:
+    if (cls, protocol) != (MASS_STORAGE_CLASS, BULK_ONLY_PROTOCOL):
+        return None
+    bulk = [ep for ep in endpoints if ep.transfer_type == TransferType.BULK]
+    ins = [ep for ep in bulk if ep.b_endpoint_address & 0x80]
+    outs = [ep for ep in bulk if not ep.b_endpoint_address & 0x80]
+    if len(ins) != 1 or len(outs) != 1:
+        return None
+    return BulkOnlyPlan(ins[0], outs[0])

@@ -1,0 +1,175 @@
+"""One pump per data endpoint: gadget endpoint file ↔ URBs on the remote device.
+
+IN: a poster keeps up to ``depth`` URBs queued on the remote (lengths from the plan) and a
+deliverer writes their data to the gadget in submission order. A URB that came back short
+on a whole packet below its length ended with a zero-length packet, which is written too.
+
+OUT: every read from the gadget (one host transfer, or the part of it the plan asked for)
+becomes one OUT URB, zero-length ones included, posted in order without waiting for the
+previous one; a checker collects the results in order.
+
+A remote stall (EPIPE) halts the gadget endpoint and clears the remote one at once (Linux
+``usbip-host`` turns CLEAR_FEATURE(ENDPOINT_HALT) into ``usb_clear_halt``), so when the host
+clears the halt on the gadget, which the device controller does by itself, both agree.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from collections.abc import Callable
+
+import trio
+
+from usbip_gadget._errors import DeviceGone
+from usbip_gadget.bridge._plans import Plan
+from usbip_gadget.client import RemoteDevice, Urb
+from usbip_gadget.gadget import GadgetEndpoint
+from usbip_gadget.protocol import Direction
+from usbip_gadget.usb import SetupPacket
+
+GONE = {-errno.ENODEV, -errno.ESHUTDOWN}
+CLEAR_HALT_TIMEOUT = 2.0
+
+Log = Callable[[str], None]
+
+
+async def clear_remote_halt(remote: RemoteDevice, address: int) -> None:
+    """CLEAR_FEATURE(ENDPOINT_HALT) on the remote endpoint ``address``."""
+    await remote.control(SetupPacket.clear_feature_halt(address), timeout=CLEAR_HALT_TIMEOUT)
+
+
+class _Queue:
+    """URBs in flight on one endpoint, oldest first, bounded by ``depth``."""
+
+    def __init__(self, depth: int) -> None:
+        self.urbs: deque[tuple[Urb, int]] = deque()
+        self.slots = trio.Semaphore(depth)
+        self._added = trio.Event()
+
+    def append(self, urb: Urb, length: int) -> None:
+        self.urbs.append((urb, length))
+        self._added.set()
+
+    async def head(self) -> tuple[Urb, int]:
+        while not self.urbs:
+            self._added = trio.Event()
+            await self._added.wait()
+        return self.urbs[0]
+
+    def pop(self) -> None:
+        self.urbs.popleft()
+        self.slots.release()
+
+    def take_all(self) -> list[tuple[Urb, int]]:
+        taken = list(self.urbs)
+        for _ in taken:
+            self.pop()
+        return taken
+
+
+class _Pump:
+    def __init__(
+        self, remote: RemoteDevice, endpoint: GadgetEndpoint, plan: Plan, depth: int, log: Log
+    ) -> None:
+        self.remote = remote
+        self.endpoint = endpoint
+        self.plan = plan
+        self.address = endpoint.descriptor.b_endpoint_address
+        self.number = self.address & 0x0F
+        self.packet = max(1, endpoint.descriptor.max_packet_size)
+        self.queue = _Queue(depth)
+        self.log = log
+        self.lock = trio.Lock()  # held while posting, and while recovering from a stall
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.post_loop)
+                await self.result_loop()
+        finally:
+            await self.remote.unlink_all([urb for urb, _ in self.queue.urbs])
+
+    async def post_loop(self) -> None:
+        raise NotImplementedError
+
+    async def result_loop(self) -> None:
+        while True:
+            urb, length = await self.queue.head()
+            result = await urb.wait()
+            self.queue.pop()
+            if result.status == 0:
+                await self.completed(result.data, length)
+            elif result.status == -errno.EPIPE:
+                await self.stalled(result.data)
+            elif result.status in GONE:
+                raise DeviceGone(
+                    result.status, f"endpoint 0x{self.address:02x}: the device is gone"
+                )
+            else:
+                self.log(
+                    f"endpoint 0x{self.address:02x}: transfer failed "
+                    f"({errno.errorcode.get(-result.status, result.status)}), data dropped"
+                )
+
+    async def completed(self, data: bytes, length: int) -> None:
+        pass
+
+    async def stalled(self, data: bytes) -> None:
+        async with self.lock:
+            if data:
+                await self.endpoint.write(data)
+            rest = self.queue.take_all()
+            await self.remote.unlink_all([urb for urb, _ in rest])
+            await clear_remote_halt(self.remote, self.address)
+            await self.endpoint.halt()
+            self.plan.requeue(self.address, [length for _, length in rest])
+
+
+class InPump(_Pump):
+    """Remote IN endpoint → gadget IN endpoint, with read-ahead."""
+
+    async def post_loop(self) -> None:
+        while True:
+            length = await self.plan.next_in(self.address)
+            await self.queue.slots.acquire()
+            async with self.lock:
+                urb = await self.remote.post(self.number, Direction.IN, length)
+                self.queue.append(urb, length)
+
+    async def completed(self, data: bytes, length: int) -> None:
+        await self.endpoint.write(data)
+        if data and len(data) < length and len(data) % self.packet == 0:
+            await self.endpoint.write(b"")  # the device ended the transfer with a ZLP
+
+
+class OutPump(_Pump):
+    """Gadget OUT endpoint → remote OUT endpoint, each host transfer one URB."""
+
+    async def post_loop(self) -> None:
+        while True:
+            data = await self.endpoint.read(self.plan.next_out(self.address))
+            self.plan.saw_out(self.address, data)
+            await self.queue.slots.acquire()
+            async with self.lock:
+                urb = await self.remote.post(self.number, Direction.OUT, data=data)
+                self.queue.append(urb, len(data))
+
+    async def stalled(self, data: bytes) -> None:
+        async with self.lock:
+            # The host's transfers after the stalled one were acknowledged by the controller
+            # already; the device refused them as it would have refused them directly.
+            rest = self.queue.take_all()
+            await self.remote.unlink_all([urb for urb, _ in rest])
+            await clear_remote_halt(self.remote, self.address)
+            await self.endpoint.halt()
+
+
+def make_pump(
+    remote: RemoteDevice, endpoint: GadgetEndpoint, plan: Plan, depth: int, log: Log
+) -> _Pump:
+    cls = InPump if endpoint.descriptor.b_endpoint_address & 0x80 else OutPump
+    return cls(remote, endpoint, plan, depth, log)
+
+
+__all__ = ["GONE", "InPump", "OutPump", "clear_remote_halt", "make_pump"]

@@ -1,0 +1,274 @@
+"""The FunctionFS backend: a configfs gadget with one ``ffs`` function, plugged into a UDC.
+
+Life cycle (Documentation/usb/functionfs.rst, drivers/usb/gadget/function/f_fs.c):
+build the configfs tree with an ``ffs.<name>`` function, mount ``functionfs`` for it, write
+the descriptors and strings blobs to ``ep0`` (the endpoint files ``ep1``... appear then),
+open the endpoint files, and write the UDC name. Teardown runs in reverse: UDC first (which
+completes every request in flight with ESHUTDOWN, releasing threads blocked on endpoint
+files), then files, mount and configfs tree.
+
+ep0 can be polled, so events are read with ``trio.lowlevel.wait_readable`` on a non-blocking
+descriptor. A data stage blocks until the host has moved the data, and endpoint files cannot
+be polled, so those calls run in worker threads. f_fs stalls a SETUP when user space moves
+its data the wrong way (``read`` for an IN request, ``write`` for an OUT one) and halts a
+data endpoint the same way (``read`` on IN, ``write`` on OUT), answering ``EBADMSG``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from usbip_gadget._errors import GadgetError
+from usbip_gadget.gadget._backend import EndpointShutdown
+from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget
+from usbip_gadget.gadget._ffs_blob import (
+    CALLER_FLAGS,
+    Unsupported,
+    build_descriptors,
+    build_strings,
+    check_expressible,
+    string_indexes,
+)
+from usbip_gadget.gadget._ffs_events import EVENT_SIZE, FfsEvent, parse_events
+from usbip_gadget.gadget._remap import Remap
+from usbip_gadget.usb import Configuration, DeviceSnapshot, EndpointDescriptor
+
+MOUNT_ROOT = Path("/run/usbip-gadget")
+_MNT_DETACH = 2
+_EVENT_BATCH = 4  # f_fs keeps at most four events queued
+_SHUTDOWN_ERRNOS = {errno.ESHUTDOWN, errno.ECONNRESET, errno.ENODEV}
+_FUNCTIONFS_HINT = "is usb_f_fs loaded? (modprobe usb_f_fs)"
+
+T = TypeVar("T")
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(instance: str, target: Path) -> None:
+    if _libc().mount(instance.encode(), bytes(target), b"functionfs", 0, None) != 0:
+        code = ctypes.get_errno()
+        raise GadgetError(
+            f"cannot mount functionfs {instance} on {target}: {os.strerror(code)}",
+            hint=_FUNCTIONFS_HINT,
+        )
+
+
+def _umount(target: Path) -> None:
+    _libc().umount2(bytes(target), _MNT_DETACH)
+
+
+async def _in_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking call on a kernel file in a worker thread.
+
+    If the caller is cancelled the thread is abandoned; it returns once the kernel completes
+    or fails its request (unbinding the UDC fails them all).
+    """
+    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
+
+
+class FfsEndpoint:
+    """One FunctionFS endpoint file (``ep<N>``) replaying a remote endpoint."""
+
+    def __init__(self, fd: int, descriptor: EndpointDescriptor, path: Path) -> None:
+        self._fd = fd
+        self._descriptor = descriptor
+        self._path = path
+
+    @property
+    def descriptor(self) -> EndpointDescriptor:
+        return self._descriptor
+
+    async def read(self, length: int) -> bytes:
+        return await self._io(lambda: os.read(self._fd, length))
+
+    async def write(self, data: bytes) -> None:
+        written = await self._io(lambda: os.write(self._fd, data))
+        if written != len(data):
+            raise GadgetError(f"{self._path}: wrote {written} of {len(data)} bytes")
+
+    async def halt(self) -> None:
+        # f_fs halts an endpoint on I/O in the wrong direction and answers EBADMSG.
+        is_in = bool(self._descriptor.b_endpoint_address & 0x80)
+        wrong_way: Callable[[], object] = (
+            (lambda: os.read(self._fd, 1)) if is_in else (lambda: os.write(self._fd, b"\0"))
+        )
+        try:
+            await _in_thread(wrong_way)
+        except OSError as exc:
+            if exc.errno == errno.EBADMSG:
+                return
+            if exc.errno in _SHUTDOWN_ERRNOS:
+                raise EndpointShutdown(f"{self._path}: endpoint disabled by the host") from None
+            raise GadgetError(f"{self._path}: cannot halt: {exc.strerror}") from None
+        raise GadgetError(f"{self._path}: the kernel did not halt the endpoint")
+
+    async def _io(self, fn: Callable[[], T]) -> T:
+        try:
+            return await _in_thread(fn)
+        except OSError as exc:
+            if exc.errno in _SHUTDOWN_ERRNOS:
+                raise EndpointShutdown(f"{self._path}: endpoint disabled by the host") from None
+            raise GadgetError(f"{self._path}: {exc.strerror}") from exc
+
+
+class FunctionFsGadget:
+    """A plugged FunctionFS gadget (see ``open_functionfs_gadget``)."""
+
+    name = "functionfs"
+
+    def __init__(
+        self, ep0: int, mount: Path, config: Configuration, endpoints: Sequence[FfsEndpoint]
+    ) -> None:
+        self._ep0 = ep0
+        self._mount = mount
+        self._endpoints = tuple(endpoints)
+        self._ep0_remap = Remap.for_ep0_events(config, virtual_addr=True)
+        self._setup_in = False
+        self._setup_length = 0
+
+    @property
+    def endpoints(self) -> Sequence[FfsEndpoint]:
+        return self._endpoints
+
+    @property
+    def ep0_remap(self) -> Remap:
+        return self._ep0_remap
+
+    async def events(self) -> list[FfsEvent]:
+        while True:
+            try:
+                data = os.read(self._ep0, EVENT_SIZE * _EVENT_BATCH)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._ep0)
+                continue
+            except OSError as exc:
+                raise GadgetError(f"{self._mount}/ep0: {exc.strerror}") from None
+            events = parse_events(data)
+            for event in events:
+                if event.setup is not None:
+                    self._setup_in, self._setup_length = event.setup.is_in, event.setup.w_length
+            return events
+
+    async def reply(self, data: bytes) -> None:
+        await self._ep0_io(lambda: os.write(self._ep0, data[: self._setup_length]))
+
+    async def receive(self) -> bytes:
+        return await self._ep0_io(lambda: os.read(self._ep0, self._setup_length))
+
+    async def stall(self) -> None:
+        # f_fs stalls a SETUP whose data user space moves the wrong way (EL2HLT).
+        stall: Callable[[], object] = (
+            (lambda: os.read(self._ep0, 0))
+            if self._setup_in
+            else (lambda: os.write(self._ep0, b""))
+        )
+        try:
+            await _in_thread(stall)
+        except OSError as exc:
+            if exc.errno != errno.EL2HLT:
+                raise GadgetError(f"{self._mount}/ep0: cannot stall: {exc.strerror}") from None
+
+    async def _ep0_io(self, fn: Callable[[], T]) -> T:
+        # A data stage waits for the host even on a non-blocking ep0 (f_fs checks O_NONBLOCK
+        # only when there are no events to read).
+        try:
+            return await _in_thread(fn)
+        except OSError as exc:
+            raise GadgetError(f"{self._mount}/ep0: {exc.strerror}") from None
+
+
+@asynccontextmanager
+async def open_functionfs_gadget(
+    snapshot: DeviceSnapshot,
+    *,
+    udc: str,
+    name: str = "usbip-gadget",
+    config_index: int = 0,
+    root: Path = GADGET_ROOT,
+    mount_root: Path = MOUNT_ROOT,
+) -> AsyncIterator[FunctionFsGadget]:
+    """Build, mount and plug a gadget replaying ``snapshot``; unplug and remove it on exit.
+
+    ``Unsupported`` (one reason per problem) if FunctionFS cannot express the configuration.
+    """
+    config = snapshot.configurations[config_index]
+    reasons = check_expressible(config)
+    if reasons:
+        raise Unsupported(reasons)
+    strings, string_map = build_strings(snapshot.strings, string_indexes(config))
+    blob = build_descriptors(config, speed=snapshot.speed, flags=CALLER_FLAGS, strings=string_map)
+    mount = mount_root / name
+    with ConfigfsGadget(snapshot, name, root=root, replace=True) as gadget:
+        gadget.add_function("ffs", name, config.b_configuration_value)
+        mount.mkdir(parents=True, exist_ok=True)
+        _mount(name, mount)
+        fds: list[int] = []
+        try:
+            ep0 = _open(mount / "ep0", fds)
+            _write_blob(ep0, blob, "descriptors", mount)
+            _write_blob(ep0, strings, "strings", mount)
+            endpoints = [
+                FfsEndpoint(_open(_endpoint_file(mount, ep), fds), ep, _endpoint_file(mount, ep))
+                for ep in _unique_endpoints(config)
+            ]
+            os.set_blocking(ep0, False)
+            gadget.bind(udc)
+            try:
+                yield FunctionFsGadget(ep0, mount, config, endpoints)
+            finally:
+                gadget.unbind()
+        finally:
+            for fd in fds:
+                os.close(fd)
+            _umount(mount)
+            _remove_dir(mount)
+
+
+def _unique_endpoints(config: Configuration) -> list[EndpointDescriptor]:
+    seen: dict[int, EndpointDescriptor] = {}
+    for ep in config.endpoints():
+        seen.setdefault(ep.b_endpoint_address, ep)
+    return list(seen.values())
+
+
+def _endpoint_file(mount: Path, ep: EndpointDescriptor) -> Path:
+    # With FUNCTIONFS_VIRTUAL_ADDR the files are named by address ("ep81"), not "ep1".
+    return mount / f"ep{ep.b_endpoint_address:02x}"
+
+
+def _open(path: Path, fds: list[int]) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        raise GadgetError(f"cannot open {path}: {exc.strerror}", hint=_FUNCTIONFS_HINT) from None
+    fds.append(fd)
+    return fd
+
+
+def _write_blob(ep0: int, blob: bytes, what: str, mount: Path) -> None:
+    try:
+        os.write(ep0, blob)
+    except OSError as exc:
+        raise GadgetError(
+            f"FunctionFS refused the {what} ({mount}/ep0: {exc.strerror})",
+            hint="the kernel may be too old for this device's descriptors",
+        ) from None
+
+
+def _remove_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # busy after a lazy unmount, or not ours to remove
+        path.rmdir()
+
+
+__all__ = ["MOUNT_ROOT", "FfsEndpoint", "FunctionFsGadget", "open_functionfs_gadget"]

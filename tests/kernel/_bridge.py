@@ -1,0 +1,82 @@
+"""``usbip-gadget attach`` run as a user runs it: a foreground process, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _sysfs
+
+BRIDGE_UDC = "dummy_udc.1"
+PLUG_TIMEOUT_S = 90.0  # the CLI's imports alone take about 10 s over 9p under TCG
+STOP_TIMEOUT_S = 15.0
+CLI = Path(sys.executable).parent / "usbip-gadget"
+
+
+@dataclass
+class Bridged:
+    """A running ``attach`` and the device the host on the bridge's bus made of the gadget."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    vid: int
+    pid: int
+    device: Path
+    stop_seconds: float | None = None
+    exit_code: int | None = None
+    buses: frozenset[int] = field(default_factory=frozenset)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def find(self) -> Path | None:
+        return _sysfs.configured_device(self.buses, self.vid, self.pid)
+
+
+def start(server: str, busid: str, log: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    argv = [str(CLI), "attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bridge", *extra]
+    with open(log, "ab") as sink:
+        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def wait_plugged(bridged: Bridged, timeout: float = PLUG_TIMEOUT_S) -> Path:
+    def probe() -> Path | None:
+        if bridged.process.poll() is not None:
+            raise AssertionError(f"attach exited {bridged.process.returncode}: {bridged.text()}")
+        return bridged.find()
+
+    return _sysfs.wait_for(probe, timeout, f"the bridged {bridged.vid:04x}:{bridged.pid:04x}")
+
+
+def stop(bridged: Bridged) -> None:
+    """SIGTERM, and record how long the process took to exit and its exit code."""
+    if bridged.process.poll() is None:
+        began = time.monotonic()
+        bridged.process.send_signal(signal.SIGTERM)
+        try:
+            bridged.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            bridged.process.kill()
+            bridged.process.wait()
+        bridged.stop_seconds = time.monotonic() - began
+    bridged.exit_code = bridged.process.returncode
+
+
+@contextlib.contextmanager
+def bridged(
+    server: str, busid: str, vid: int, pid: int, log: Path, extra: Sequence[str] = ()
+) -> Iterator[Bridged]:
+    """``attach`` for the block, plugged into the second dummy UDC; stopped with SIGTERM."""
+    process = start(server, busid, log, extra)
+    state = Bridged(process, log, vid, pid, Path(), buses=_sysfs.udc_host_buses(BRIDGE_UDC))
+    try:
+        state.device = wait_plugged(state)
+        yield state
+    finally:
+        stop(state)
