@@ -26,8 +26,8 @@ test-kernel: setup
 	bash tools/kernel/run-tier
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
 	$(BIN)/mypy
 
 demo: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -78,5 +79,13 @@ def bridged(
     try:
         state.device = wait_plugged(state)
         yield state
+    except BaseException as exc:
+        stop(state)
+        exc.add_note(f"attach's output:\n{state.text()}")
+        raise
     finally:
         stop(state)
+        out = os.environ.get("KERNEL_TIER_OUT")
+        if out:  # kept for the record: build/kernel/attach.log
+            with open(Path(out) / "attach.log", "a") as record:
+                record.write(f"--- attach {server} {busid} {' '.join(extra)}\n{state.text()}")

@@ -24,14 +24,36 @@ import trio
 from usbip_gadget._errors import DeviceGone
 from usbip_gadget.bridge._plans import Plan
 from usbip_gadget.client import RemoteDevice, Urb
+from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget import GadgetEndpoint
 from usbip_gadget.protocol import Direction
-from usbip_gadget.usb import SetupPacket
+from usbip_gadget.usb import EndpointDescriptor, SetupPacket, Speed, TransferType
 
 GONE = {-errno.ENODEV, -errno.ESHUTDOWN}
+# Per-transfer errors a host controller reports and a driver retries past; any other status
+# (EINVAL from the server's usb_submit_urb, ENOMEM...) would fail the same way every time.
+TRANSIENT = {-errno.EPROTO, -errno.EILSEQ, -errno.ETIME, -errno.EOVERFLOW, -errno.ECOMM,
+             -errno.ENOSR, -errno.EREMOTEIO}  # fmt: skip
+MAX_TRANSIENT_IN_A_ROW = 16
 CLEAR_HALT_TIMEOUT = 2.0
 
 Log = Callable[[str], None]
+
+
+def urb_interval(endpoint: EndpointDescriptor, speed: int) -> int:
+    """``urb->interval`` for a periodic endpoint, as Linux drivers set it (usb_fill_int_urb).
+
+    High speed and faster count in microframes, 2^(bInterval-1); full/low-speed interrupt
+    endpoints in frames, bInterval; full-speed isochronous in frames, 2^(bInterval-1).
+    A server's usb_submit_urb refuses 0 for a periodic endpoint (EINVAL).
+    """
+    kind = endpoint.transfer_type
+    if kind not in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS):
+        return 0
+    b_interval = max(1, endpoint.b_interval)
+    if speed >= Speed.HIGH or kind == TransferType.ISOCHRONOUS:
+        return 1 << (min(b_interval, 16) - 1)
+    return b_interval
 
 
 async def clear_remote_halt(remote: RemoteDevice, address: int) -> None:
@@ -78,15 +100,19 @@ class _Pump:
         self.address = endpoint.descriptor.b_endpoint_address
         self.number = self.address & 0x0F
         self.packet = max(1, endpoint.descriptor.max_packet_size)
+        self.interval = urb_interval(endpoint.descriptor, remote.device.speed)
         self.queue = _Queue(depth)
+        self.failures = 0
         self.log = log
         self.lock = trio.Lock()  # held while posting, and while recovering from a stall
 
     async def run(self) -> None:
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.post_loop)
-                await self.result_loop()
+            with collapse_single():
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.post_loop)
+                    await self.result_loop()  # returns if the endpoint has to stop
+                    nursery.cancel_scope.cancel()
         finally:
             await self.remote.unlink_all([urb for urb, _ in self.queue.urbs])
 
@@ -98,6 +124,8 @@ class _Pump:
             urb, length = await self.queue.head()
             result = await urb.wait()
             self.queue.pop()
+            if result.status not in TRANSIENT:
+                self.failures = 0
             if result.status == 0:
                 await self.completed(result.data, length)
             elif result.status == -errno.EPIPE:
@@ -106,11 +134,19 @@ class _Pump:
                 raise DeviceGone(
                     result.status, f"endpoint 0x{self.address:02x}: the device is gone"
                 )
-            else:
-                self.log(
-                    f"endpoint 0x{self.address:02x}: transfer failed "
-                    f"({errno.errorcode.get(-result.status, result.status)}), data dropped"
-                )
+            elif self.failed(result.status):
+                return
+
+    def failed(self, status: int) -> bool:
+        """Log a failed transfer; true when the endpoint has to stop."""
+        name = errno.errorcode.get(-status, str(status))
+        where = f"endpoint 0x{self.address:02x}"
+        self.failures += 1
+        if status in TRANSIENT and self.failures < MAX_TRANSIENT_IN_A_ROW:
+            self.log(f"{where}: transfer failed on the device ({name}); its data are lost")
+            return False
+        self.log(f"{where}: the device's side refuses its transfers ({name}); endpoint stopped")
+        return True
 
     async def completed(self, data: bytes, length: int) -> None:
         pass
@@ -134,7 +170,9 @@ class InPump(_Pump):
             length = await self.plan.next_in(self.address)
             await self.queue.slots.acquire()
             async with self.lock:
-                urb = await self.remote.post(self.number, Direction.IN, length)
+                urb = await self.remote.post(
+                    self.number, Direction.IN, length, interval=self.interval
+                )
                 self.queue.append(urb, length)
 
     async def completed(self, data: bytes, length: int) -> None:
@@ -152,7 +190,9 @@ class OutPump(_Pump):
             self.plan.saw_out(self.address, data)
             await self.queue.slots.acquire()
             async with self.lock:
-                urb = await self.remote.post(self.number, Direction.OUT, data=data)
+                urb = await self.remote.post(
+                    self.number, Direction.OUT, data=data, interval=self.interval
+                )
                 self.queue.append(urb, len(data))
 
     async def stalled(self, data: bytes) -> None:
@@ -172,4 +212,12 @@ def make_pump(
     return cls(remote, endpoint, plan, depth, log)
 
 
-__all__ = ["GONE", "InPump", "OutPump", "clear_remote_halt", "make_pump"]
+__all__ = [
+    "GONE",
+    "TRANSIENT",
+    "InPump",
+    "OutPump",
+    "clear_remote_halt",
+    "make_pump",
+    "urb_interval",
+]
