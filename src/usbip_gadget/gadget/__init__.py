@@ -2,6 +2,8 @@
 
 from usbip_gadget.gadget._backend import EndpointShutdown, GadgetBackend, GadgetEndpoint
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
+from usbip_gadget.gadget._fake import FakeEndpoint, FakeGadget
+from usbip_gadget.gadget._fake_host import FakeHost, HostBabble, HostError, HostStall, HostTimeout
 from usbip_gadget.gadget._ffs_blob import (
     CALLER_FLAGS,
     FfsFlag,
@@ -29,6 +31,9 @@ __all__ = [
     "MOUNT_ROOT",
     "ConfigfsGadget",
     "EndpointShutdown",
+    "FakeEndpoint",
+    "FakeGadget",
+    "FakeHost",
     "FfsEndpoint",
     "FfsEvent",
     "FfsEventType",
@@ -36,6 +41,10 @@ __all__ = [
     "FunctionFsGadget",
     "GadgetBackend",
     "GadgetEndpoint",
+    "HostBabble",
+    "HostError",
+    "HostStall",
+    "HostTimeout",
     "Remap",
     "Unsupported",
     "build_descriptors",
