@@ -44,7 +44,8 @@ def _stopped_cleanly(bridge: _bridge.Bridged) -> None:
     assert bridge.exit_code == 0, bridge.text()
     assert bridge.stop_seconds is not None
     assert bridge.stop_seconds < 5.0, bridge.stop_seconds
-    assert bridge.find() is None, "the bridged device is still on the bus after attach exited"
+    # The gadget is unbound before attach exits; the host's hub notices within moments.
+    _sysfs.wait_until(lambda: bridge.find() is None, 5.0, "the host seeing the unplug")
 
 
 @pytest.mark.timeout(400)

@@ -7,7 +7,8 @@ open the endpoint files, and write the UDC name. Teardown runs in reverse: UDC f
 completes every request in flight with ESHUTDOWN, releasing threads blocked on endpoint
 files), then files, mount and configfs tree.
 
-ep0 can be polled, so events are read with ``trio.lowlevel.wait_readable`` on a non-blocking
+Endpoint files are ``ep1``... in the order of the remote's endpoints. ep0 can be polled, so
+events are read with ``trio.lowlevel.wait_readable`` on a non-blocking
 descriptor. A data stage blocks until the host has moved the data, and endpoint files cannot
 be polled, so those calls run in worker threads. f_fs stalls a SETUP when user space moves
 its data the wrong way (``read`` for an IN request, ``write`` for an OUT one) and halts a
@@ -31,7 +32,7 @@ from usbip_gadget._errors import GadgetError
 from usbip_gadget.gadget._backend import EndpointShutdown
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget
 from usbip_gadget.gadget._ffs_blob import (
-    CALLER_FLAGS,
+    FfsFlag,
     Unsupported,
     build_descriptors,
     build_strings,
@@ -43,6 +44,11 @@ from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.usb import Configuration, DeviceSnapshot, EndpointDescriptor
 
 MOUNT_ROOT = Path("/run/usbip-gadget")
+# Not FUNCTIONFS_VIRTUAL_ADDR: with it the host is shown the remote's endpoint addresses while
+# the controller answers on the ones usb_ep_autoconfig picked (f_fs restores the address only
+# in the descriptors), which only works where the two happen to agree. Without it the host
+# sees the controller's addresses, and endpoint requests are remapped.
+FLAGS = FfsFlag.ALL_CTRL_RECIP | FfsFlag.CONFIG0_SETUP
 _MNT_DETACH = 2
 _EVENT_BATCH = 4  # f_fs keeps at most four events queued
 _SHUTDOWN_ERRNOS = {errno.ESHUTDOWN, errno.ECONNRESET, errno.ENODEV}
@@ -133,7 +139,7 @@ class FunctionFsGadget:
         self._ep0 = ep0
         self._mount = mount
         self._endpoints = tuple(endpoints)
-        self._ep0_remap = Remap.for_ep0_events(config, virtual_addr=True)
+        self._ep0_remap = Remap.for_ep0_events(config, virtual_addr=False)
         self._setup_in = False
         self._setup_length = 0
 
@@ -207,7 +213,7 @@ async def open_functionfs_gadget(
     if reasons:
         raise Unsupported(reasons)
     strings, string_map = build_strings(snapshot.strings, string_indexes(config))
-    blob = build_descriptors(config, speed=snapshot.speed, flags=CALLER_FLAGS, strings=string_map)
+    blob = build_descriptors(config, speed=snapshot.speed, flags=FLAGS, strings=string_map)
     mount = mount_root / name
     with ConfigfsGadget(snapshot, name, root=root, replace=True) as gadget:
         gadget.add_function("ffs", name, config.b_configuration_value)
@@ -219,8 +225,8 @@ async def open_functionfs_gadget(
             _write_blob(ep0, blob, "descriptors", mount)
             _write_blob(ep0, strings, "strings", mount)
             endpoints = [
-                FfsEndpoint(_open(_endpoint_file(mount, ep), fds), ep, _endpoint_file(mount, ep))
-                for ep in _unique_endpoints(config)
+                FfsEndpoint(_open(mount / f"ep{n}", fds), ep, mount / f"ep{n}")
+                for n, ep in enumerate(_unique_endpoints(config), start=1)
             ]
             os.set_blocking(ep0, False)
             gadget.bind(udc)
@@ -240,11 +246,6 @@ def _unique_endpoints(config: Configuration) -> list[EndpointDescriptor]:
     for ep in config.endpoints():
         seen.setdefault(ep.b_endpoint_address, ep)
     return list(seen.values())
-
-
-def _endpoint_file(mount: Path, ep: EndpointDescriptor) -> Path:
-    # With FUNCTIONFS_VIRTUAL_ADDR the files are named by address ("ep81"), not "ep1".
-    return mount / f"ep{ep.b_endpoint_address:02x}"
 
 
 def _open(path: Path, fds: list[int]) -> int:
