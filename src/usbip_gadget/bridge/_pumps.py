@@ -36,6 +36,7 @@ TRANSIENT = {-errno.EPROTO, -errno.EILSEQ, -errno.ETIME, -errno.EOVERFLOW, -errn
              -errno.ENOSR, -errno.EREMOTEIO}  # fmt: skip
 MAX_TRANSIENT_IN_A_ROW = 16
 CLEAR_HALT_TIMEOUT = 2.0
+POST_TIMEOUT = 5.0
 
 Log = Callable[[str], None]
 
@@ -170,10 +171,12 @@ class InPump(_Pump):
             length = await self.plan.next_in(self.address)
             await self.queue.slots.acquire()
             async with self.lock:
-                urb = await self.remote.post(
-                    self.number, Direction.IN, length, interval=self.interval
-                )
-                self.queue.append(urb, length)
+                # Shielded: a send cut in half would cost the whole connection.
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + POST_TIMEOUT):
+                    urb = await self.remote.post(
+                        self.number, Direction.IN, length, interval=self.interval
+                    )
+                    self.queue.append(urb, length)
 
     async def completed(self, data: bytes, length: int) -> None:
         await self.endpoint.write(data)
@@ -185,15 +188,19 @@ class OutPump(_Pump):
     """Gadget OUT endpoint → remote OUT endpoint, each host transfer one URB."""
 
     async def post_loop(self) -> None:
+        # f_fs serves one call at a time per endpoint file: a read left pending would hold
+        # off the halt after a remote stall until the host's next transfer, which the
+        # controller would acknowledge. So read only once the previous URB is settled.
         while True:
-            data = await self.endpoint.read(self.plan.next_out(self.address))
-            self.plan.saw_out(self.address, data)
             await self.queue.slots.acquire()
             async with self.lock:
-                urb = await self.remote.post(
-                    self.number, Direction.OUT, data=data, interval=self.interval
-                )
-                self.queue.append(urb, len(data))
+                data = await self.endpoint.read(self.plan.next_out(self.address))
+                self.plan.saw_out(self.address, data)
+                with trio.CancelScope(shield=True, deadline=trio.current_time() + POST_TIMEOUT):
+                    urb = await self.remote.post(
+                        self.number, Direction.OUT, data=data, interval=self.interval
+                    )
+                    self.queue.append(urb, len(data))
 
     async def stalled(self, data: bytes) -> None:
         async with self.lock:
@@ -208,8 +215,9 @@ class OutPump(_Pump):
 def make_pump(
     remote: RemoteDevice, endpoint: GadgetEndpoint, plan: Plan, depth: int, log: Log
 ) -> _Pump:
-    cls = InPump if endpoint.descriptor.b_endpoint_address & 0x80 else OutPump
-    return cls(remote, endpoint, plan, depth, log)
+    if endpoint.descriptor.b_endpoint_address & 0x80:
+        return InPump(remote, endpoint, plan, depth, log)
+    return OutPump(remote, endpoint, plan, 1, log)
 
 
 __all__ = [

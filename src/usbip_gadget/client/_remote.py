@@ -218,6 +218,7 @@ class RemoteDevice:
     async def _send(self, message: Message) -> None:
         async with self._write_lock:
             if self._failure is not None:
+                await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller sees that
                 raise self._failure.with_traceback(None)
             data = self._conn.send(message)
             sent = False
@@ -294,6 +295,7 @@ class RemoteDevice:
         posted URB must be waited for or unlinked (``unlink_all``).
         """
         if self._failure is not None:
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise self._failure.with_traceback(None)
         if direction == Direction.IN:
             flags |= TransferFlags.DIR_IN
