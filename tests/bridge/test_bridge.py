@@ -644,3 +644,25 @@ async def test_hostile_remote_ends_run_with_a_protocol_error() -> None:
                 ):
                     await rig.bridge.run()
             assert isinstance(rig.device.failure, RemoteProtocolError)
+
+
+@pytest.mark.parametrize("scenario", IN_SCENARIOS)
+async def test_in_urbs_completed_before_the_host_reads_keep_their_boundaries(
+    scenario: str,
+) -> None:
+    # Every URB in flight settles before the host reads, so the pump coalesces the URBs
+    # that were filled exactly with what follows them into one gadget write.
+    packets, reads = IN_SCENARIOS[scenario]
+    expected = host_reads(packets, 64, reads)
+    remote = vendor_remote()
+    with trio.fail_after(TIMEOUT):
+        async with bridged(remote) as rig:
+            remote.feed(BULK_IN, *packets)
+            await trio.testing.wait_all_tasks_blocked()
+            got: list[tuple[int, bytes]] = []
+            for length, _ in expected:
+                try:
+                    got.append((length, await rig.host.transfer_in(BULK_IN, length)))
+                except HostBabble:
+                    got.append((length, b"babble"))
+    assert got == expected

@@ -179,9 +179,19 @@ class InPump(_Pump):
                     self.queue.append(urb, length)
 
     async def completed(self, data: bytes, length: int) -> None:
-        await self.endpoint.write(data)
-        if data and len(data) < length and len(data) % self.packet == 0:
-            await self.endpoint.write(b"")  # the device ended the transfer with a ZLP
+        # URBs that were filled exactly end on a full packet and end no transfer, so what
+        # follows them may go out in the same write: the host receives the same packets,
+        # with one gadget request instead of several (a BOT command's data and status).
+        chunks = [data]
+        while len(data) == length and self.queue.urbs and self.queue.urbs[0][0].succeeded:
+            urb, length = self.queue.urbs[0]
+            data = (await urb.wait()).data
+            self.queue.pop()
+            chunks.append(data)
+        await self.endpoint.write(b"".join(chunks) if len(chunks) > 1 else data)
+        ended_by_zlp = len(data) < length and len(data) % self.packet == 0
+        if ended_by_zlp and (data or len(chunks) > 1):
+            await self.endpoint.write(b"")  # the ZLP the device ended the transfer with
 
 
 class OutPump(_Pump):

@@ -419,6 +419,17 @@ class Urb:
         """Whether a reply (or the end of the connection) has settled it."""
         return self._pending.done.is_set()
 
+    @property
+    def succeeded(self) -> bool:
+        """Whether it is settled by a RET_SUBMIT of status 0 (``wait`` then returns at once)."""
+        pending = self._pending
+        return (
+            pending.done.is_set()
+            and pending.error is None
+            and pending.result is not None
+            and pending.result.status == 0
+        )
+
     async def wait(self, *, deadline: float = math.inf, check: bool = False) -> UrbResult:
         """The URB's completion; at ``deadline`` (trio time) it is unlinked → ``UsbipTimeout``.
 
