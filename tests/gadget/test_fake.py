@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
-import outcome
 import pytest
 import trio
 import trio.testing
 
+from tests.calls import Call
 from tests.client.fakes import FakeUsbDevice, disk, keyboard
 from tests.usb.vectors import CDC_ACM_CONFIG, KEYBOARD_REPORT
 from usbip_gadget._errors import GadgetError
@@ -105,28 +105,6 @@ async def configured(fake: FakeGadget) -> FakeGadget:
 async def storage() -> FakeGadget:
     """A configured flash drive: bulk IN 0x81 and bulk OUT 0x02, 512 bytes a packet."""
     return await configured(FakeGadget(snapshot_of(disk())))
-
-
-class Call(Generic[T]):
-    """A call running in a nursery; ``result()`` waits for it and re-raises its error."""
-
-    def __init__(self, nursery: trio.Nursery, fn: Callable[[], Awaitable[T]]) -> None:
-        self._done = trio.Event()
-        self._outcome: outcome.Outcome[T] | None = None
-        nursery.start_soon(self._run, fn)
-
-    async def _run(self, fn: Callable[[], Awaitable[T]]) -> None:
-        self._outcome = await outcome.acapture(fn)
-        self._done.set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    async def result(self) -> T:
-        await self._done.wait()
-        assert self._outcome is not None
-        return self._outcome.unwrap()
 
 
 def get_descriptor(kind: int, index: int = 0, length: int = 255, lang: int = 0) -> SetupPacket:

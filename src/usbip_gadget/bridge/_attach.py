@@ -7,7 +7,6 @@ is imported again with backoff and plugged again when it is back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
@@ -21,6 +20,7 @@ from usbip_gadget._errors import (
     UsbipTimeout,
 )
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
+from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import enumerate_device, open_connection, open_remote_device
 from usbip_gadget.gadget import choose_udc, list_udcs, open_functionfs_gadget
 
@@ -28,8 +28,6 @@ FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0
 # What a reconnect can cure: the server or the device is away for a while.
 RETRYABLE = (TransportError, UsbipTimeout, DeviceGone, ImportRefused, RemoteProtocolError)
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ them again. The remote side ending (connection closed, device gone) ends ``run``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 import trio
 
@@ -21,17 +20,20 @@ from usbip_gadget._errors import (
     UsbipTimeout,
 )
 from usbip_gadget.bridge._plans import BULK_ONLY_RESET, BulkOnlyPlan, Plan, plans_for
-from usbip_gadget.bridge._pumps import clear_remote_halt, make_pump
+from usbip_gadget.bridge._pumps import Log, clear_remote_halt, make_pump
 from usbip_gadget.client import RemoteDevice
 from usbip_gadget.client._exceptions import collapse_single
-from usbip_gadget.gadget import EndpointShutdown, FfsEvent, FfsEventType, GadgetBackend
-from usbip_gadget.gadget._backend import GadgetEndpoint
+from usbip_gadget.gadget import (
+    EndpointShutdown,
+    FfsEvent,
+    FfsEventType,
+    GadgetBackend,
+    GadgetEndpoint,
+)
 from usbip_gadget.usb import Configuration, RequestType, SetupPacket
 
 CONTROL_TIMEOUT = 4.0  # a Linux host gives a control transfer 5 s (USB_CTRL_GET_TIMEOUT)
 DEFAULT_DEPTH = 8
-
-Log = Callable[[str], None]
 
 
 def _quiet(_message: str) -> None:

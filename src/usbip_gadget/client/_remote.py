@@ -329,9 +329,10 @@ class RemoteDevice:
 
     def _forget(self, seqnum: int) -> None:
         self._pending.pop(seqnum, None)
-        for unlink, target in list(self._unlinks.items()):
-            if target == seqnum:
-                del self._unlinks[unlink]
+        if self._unlinks:  # rarely any: answered unlinks are dropped as they arrive
+            for unlink, target in list(self._unlinks.items()):
+                if target == seqnum:
+                    del self._unlinks[unlink]
 
     async def _send_unlink(self, urb: Urb) -> None:
         unlink_seqnum = self._next_seqnum()
