@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ from usbip_gadget.protocol import (
 from usbip_gadget.usb import SetupPacket
 
 _RECEIVE_SIZE = 256 * 1024
+_LOW_WATER_MIN = 4096  # below this, a wakeup costs less than the system call
+_LOW_WATER_CAP = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,31 @@ async def _receive(stream: trio.abc.ReceiveStream, conn: Connection, what: str) 
     with map_transport_errors(what):
         data = await stream.receive_some(_RECEIVE_SIZE)
     conn.receive_data(data)
+
+
+class _LowWater:
+    """SO_RCVLOWAT on a TCP stream: wake the reader once a reply's data are all in.
+
+    A large IN reply arrives in many segments; without this, each wakes the reader for a
+    parse that cannot finish yet. Linux's tcp_poll reports readable only from the low-water
+    mark on (or at end of stream). Streams without a socket (tests) are left alone.
+    """
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        sock = getattr(stream, "socket", None)
+        self._socket = sock if isinstance(sock, trio.socket.SocketType) else None
+        self._value = 1
+
+    def want(self, count: int) -> None:
+        value = min(count, _LOW_WATER_CAP) if count >= _LOW_WATER_MIN else 1
+        if self._socket is None or value == self._value:
+            return
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, value)
+        except OSError:
+            self._socket = None  # not supported here; receive as data come
+            return
+        self._value = value
 
 
 async def _op_exchange(
@@ -167,10 +195,12 @@ class RemoteDevice:
     ) -> None:
         """Read replies until the connection ends; never raises."""
         task_status.started()
+        low_water = _LowWater(self._stream)
         try:
             while True:
                 event = self._conn.next_event()
                 if event is NEED_DATA:
+                    low_water.want(self._conn.bytes_wanted())
                     await _receive(self._stream, self._conn, "connection to the server")
                 elif isinstance(event, Sentinel):
                     raise TransportError("the server closed the connection")

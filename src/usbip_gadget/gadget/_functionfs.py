@@ -8,11 +8,13 @@ completes every request in flight with ESHUTDOWN, releasing threads blocked on e
 files), then files, mount and configfs tree.
 
 Endpoint files are ``ep1``... in the order of the remote's endpoints. ep0 can be polled, so
-events are read with ``trio.lowlevel.wait_readable`` on a non-blocking
-descriptor. A data stage blocks until the host has moved the data, and endpoint files cannot
-be polled, so those calls run in worker threads. f_fs stalls a SETUP when user space moves
-its data the wrong way (``read`` for an IN request, ``write`` for an OUT one) and halts a
-data endpoint the same way (``read`` on IN, ``write`` on OUT), answering ``EBADMSG``.
+events are read with ``trio.lowlevel.wait_readable`` on a non-blocking descriptor. Endpoint
+files cannot be polled but take native AIO requests (``_aio``), reaped by one task of the
+gadget's own; where the kernel has no AIO they are blocking calls in worker threads, as the
+data stages on ep0 always are (a data stage blocks until the host has moved the data). f_fs
+stalls a SETUP when user space moves its data the wrong way (``read`` for an IN request,
+``write`` for an OUT one) and halts a data endpoint the same way (``read`` on IN, ``write`` on
+OUT), answering ``EBADMSG``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from typing import TypeVar
 import trio
 
 from usbip_gadget._errors import GadgetError
+from usbip_gadget.client._exceptions import collapse_single
+from usbip_gadget.gadget._aio import Aio, open_aio
 from usbip_gadget.gadget._backend import EndpointShutdown
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget
 from usbip_gadget.gadget._ffs_blob import (
@@ -84,48 +88,67 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 
 class FfsEndpoint:
-    """One FunctionFS endpoint file (``ep<N>``) replaying a remote endpoint."""
+    """One FunctionFS endpoint file (``ep<N>``) replaying a remote endpoint.
 
-    def __init__(self, fd: int, descriptor: EndpointDescriptor, path: Path) -> None:
+    With ``aio`` the file is non-blocking and transfers are AIO requests; without, they are
+    blocking calls in worker threads.
+    """
+
+    def __init__(
+        self, fd: int, descriptor: EndpointDescriptor, path: Path, aio: Aio | None = None
+    ) -> None:
         self._fd = fd
         self._descriptor = descriptor
         self._path = path
+        self._aio = aio
 
     @property
     def descriptor(self) -> EndpointDescriptor:
         return self._descriptor
 
     async def read(self, length: int) -> bytes:
-        return await self._io(lambda: os.read(self._fd, length))
+        try:
+            if self._aio is not None:
+                return await self._aio.read(self._fd, length)
+            return await _in_thread(lambda: os.read(self._fd, length))
+        except OSError as exc:
+            raise self._error(exc) from None
 
     async def write(self, data: bytes) -> None:
-        written = await self._io(lambda: os.write(self._fd, data))
+        try:
+            if self._aio is not None:
+                written = await self._aio.write(self._fd, bytes(data))
+            else:
+                written = await _in_thread(lambda: os.write(self._fd, data))
+        except OSError as exc:
+            raise self._error(exc) from None
         if written != len(data):
             raise GadgetError(f"{self._path}: wrote {written} of {len(data)} bytes")
 
     async def halt(self) -> None:
-        # f_fs halts an endpoint on I/O in the wrong direction and answers EBADMSG.
+        # f_fs halts an endpoint on I/O in the wrong direction and answers EBADMSG. It does
+        # not wait for the host, so on a non-blocking file it needs no thread.
         is_in = bool(self._descriptor.b_endpoint_address & 0x80)
         wrong_way: Callable[[], object] = (
             (lambda: os.read(self._fd, 1)) if is_in else (lambda: os.write(self._fd, b"\0"))
         )
         try:
-            await _in_thread(wrong_way)
+            if self._aio is not None:
+                await trio.lowlevel.checkpoint()
+                wrong_way()
+            else:
+                await _in_thread(wrong_way)
         except OSError as exc:
             if exc.errno == errno.EBADMSG:
                 return
-            if exc.errno in _SHUTDOWN_ERRNOS:
-                raise EndpointShutdown(f"{self._path}: endpoint disabled by the host") from None
-            raise GadgetError(f"{self._path}: cannot halt: {exc.strerror}") from None
+            raise self._error(exc, "cannot halt: ") from None
         raise GadgetError(f"{self._path}: the kernel did not halt the endpoint")
 
-    async def _io(self, fn: Callable[[], T]) -> T:
-        try:
-            return await _in_thread(fn)
-        except OSError as exc:
-            if exc.errno in _SHUTDOWN_ERRNOS:
-                raise EndpointShutdown(f"{self._path}: endpoint disabled by the host") from None
-            raise GadgetError(f"{self._path}: {exc.strerror}") from exc
+    def _error(self, exc: OSError, doing: str = "") -> GadgetError:
+        # EAGAIN: a non-blocking file whose endpoint is not enabled (f_fs would wait for it).
+        if exc.errno in _SHUTDOWN_ERRNOS or exc.errno == errno.EAGAIN:
+            return EndpointShutdown(f"{self._path}: endpoint disabled by the host")
+        return GadgetError(f"{self._path}: {doing}{exc.strerror}")
 
 
 class FunctionFsGadget:
@@ -215,6 +238,7 @@ async def open_functionfs_gadget(
     strings, string_map = build_strings(snapshot.strings, string_indexes(config))
     blob = build_descriptors(config, speed=snapshot.speed, flags=FLAGS, strings=string_map)
     mount = mount_root / name
+    aio = open_aio()
     with ConfigfsGadget(snapshot, name, root=root, replace=True) as gadget:
         gadget.add_function("ffs", name, config.b_configuration_value)
         mount.mkdir(parents=True, exist_ok=True)
@@ -224,19 +248,27 @@ async def open_functionfs_gadget(
             ep0 = _open(mount / "ep0", fds)
             _write_blob(ep0, blob, "descriptors", mount)
             _write_blob(ep0, strings, "strings", mount)
+            flags = os.O_NONBLOCK if aio is not None else 0
             endpoints = [
-                FfsEndpoint(_open(mount / f"ep{n}", fds), ep, mount / f"ep{n}")
+                FfsEndpoint(_open(mount / f"ep{n}", fds, flags), ep, mount / f"ep{n}", aio)
                 for n, ep in enumerate(_unique_endpoints(config), start=1)
             ]
             os.set_blocking(ep0, False)
             gadget.bind(udc)
             try:
-                yield FunctionFsGadget(ep0, mount, config, endpoints)
+                with collapse_single():
+                    async with trio.open_nursery() as nursery:
+                        if aio is not None:
+                            nursery.start_soon(aio.run)
+                        yield FunctionFsGadget(ep0, mount, config, endpoints)
+                        nursery.cancel_scope.cancel()
             finally:
                 gadget.unbind()
         finally:
             for fd in fds:
                 os.close(fd)
+            if aio is not None:
+                aio.close()
             _umount(mount)
             _remove_dir(mount)
 
@@ -248,9 +280,9 @@ def _unique_endpoints(config: Configuration) -> list[EndpointDescriptor]:
     return list(seen.values())
 
 
-def _open(path: Path, fds: list[int]) -> int:
+def _open(path: Path, fds: list[int], flags: int = 0) -> int:
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | flags)
     except OSError as exc:
         raise GadgetError(f"cannot open {path}: {exc.strerror}", hint=_FUNCTIONFS_HINT) from None
     fds.append(fd)

@@ -430,6 +430,28 @@ def parse_ret(
         return None
 
 
+def ret_length(
+    data: bytes | bytearray | memoryview, shape_of: Callable[[int], SubmitShape]
+) -> int | None:
+    """The whole length of the RET_SUBMIT/RET_UNLINK starting ``data``, once its header is in.
+
+    Only a hint for how much to wait for: ``parse_ret`` still checks everything.
+    """
+    if len(data) < URB_HEADER_SIZE:
+        return None
+    code, seqnum, _devid, _dir, _ep = _BASIC.unpack_from(data)
+    if code != Command.RET_SUBMIT:
+        return URB_HEADER_SIZE
+    _status, actual, _start, npk, _errors = _RET_SUBMIT.unpack_from(data, _BASIC.size)
+    try:
+        shape = shape_of(seqnum)
+    except RemoteProtocolError:
+        return URB_HEADER_SIZE  # parse_ret will say what is wrong with it
+    payload = max(0, actual) if shape.direction == Direction.IN else 0
+    iso = _ISO.size * npk if is_iso_count(npk) and 0 < npk <= 1024 else 0
+    return URB_HEADER_SIZE + payload + iso
+
+
 def _parse_ret_submit(reader: _Reader, seqnum: int, shape: SubmitShape) -> RetSubmit:
     status, actual, start_frame, npk, error_count = reader.unpack(_RET_SUBMIT)
     if not 0 <= actual <= shape.transfer_buffer_length:

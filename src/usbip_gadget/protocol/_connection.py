@@ -12,8 +12,13 @@ from usbip_gadget.protocol._codec import (
     parse_op,
     parse_ret,
     peek_op_code,
+    ret_length,
 )
-from usbip_gadget.protocol._constants import DEFAULT_MAX_TRANSFER, USBIP_VERSION
+from usbip_gadget.protocol._constants import (
+    DEFAULT_MAX_TRANSFER,
+    URB_HEADER_SIZE,
+    USBIP_VERSION,
+)
 from usbip_gadget.protocol._messages import (
     CmdSubmit,
     CmdUnlink,
@@ -94,6 +99,15 @@ class Connection:
             self.state.on_receive(message)
             if not stale:
                 return message
+
+    def bytes_wanted(self) -> int:
+        """How many more bytes the next message needs at least (a hint for receiving; >= 1)."""
+        if self.state.role is not Role.HOST or self.state.phase is not Phase.URB:
+            return 1
+        if self._op_message_ahead():
+            return 1
+        total = ret_length(self._buffer, self.state.shape_of)
+        return max(1, (total or URB_HEADER_SIZE) - len(self._buffer))
 
     def _at_buffer_end(self) -> Event:
         if not self._eof:
