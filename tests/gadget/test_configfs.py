@@ -18,12 +18,14 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.usb.vectors import MASS_STORAGE_CONFIG, MASS_STORAGE_DEVICE
 from usbip_gadget._errors import GadgetError
+from usbip_gadget.gadget import _configfs
 from usbip_gadget.gadget._configfs import (
     CONFIGFS_HINT,
     LIBCOMPOSITE_HINT,
     PERMISSION_HINT,
     UDC_BUSY_HINT,
     ConfigfsGadget,
+    EndpointsExhausted,
     configfs_error,
 )
 from usbip_gadget.usb import DeviceSnapshot, Speed
@@ -221,6 +223,49 @@ def test_bind_and_unbind(configfs: FakeConfigfs) -> None:
         with pytest.raises(GadgetError, match="invalid UDC name"):
             gadget.bind(" dummy_udc.0\n")
     # Leaving unbinds first: the fake refuses any rmdir in a bound gadget.
+    assert list(ROOT.iterdir()) == []
+
+
+UDC_CLASS = Path("/sys/class/udc")
+
+
+@pytest.mark.parametrize(
+    ("code", "bound_function", "refused"),
+    [
+        (524, None, True),  # f_fs's ENOTSUPP, before Linux 6.0
+        (errno.EOPNOTSUPP, None, True),
+        (errno.EBUSY, "", True),  # Linux 6.0 on: any failed bind; the UDC is still free
+        (errno.EBUSY, "g_mass_storage", False),  # really busy
+        (errno.EBUSY, None, False),  # no function attribute: cannot tell
+    ],
+)
+def test_a_refused_bind_on_a_free_controller_is_named_as_such(
+    configfs: FakeConfigfs,
+    monkeypatch: pytest.MonkeyPatch,
+    code: int,
+    bound_function: str | None,
+    refused: bool,
+) -> None:
+    configfs.fs.create_dir(UDC_CLASS / "dummy_udc.1")
+    if bound_function is not None:
+        configfs.fs.create_file(UDC_CLASS / "dummy_udc.1" / "function", contents=bound_function)
+    real_write = _configfs._write_attribute
+
+    def write(path: Path, text: str) -> None:
+        if path.name == "UDC" and text.strip():
+            raise OSError(code, os.strerror(code), str(path))
+        real_write(path, text)
+
+    monkeypatch.setattr(_configfs, "_write_attribute", write)
+    with ConfigfsGadget(_snapshot(), "g1", root=ROOT, sysfs_class_udc=UDC_CLASS) as gadget:
+        gadget.add_function("ffs", "usbip", 1)
+        with pytest.raises(GadgetError) as info:
+            gadget.bind("dummy_udc.1")
+    assert isinstance(info.value, EndpointsExhausted) == refused
+    if refused:
+        assert str(info.value).startswith("dummy_udc.1 is free but refused the gadget at bind")
+    else:
+        assert info.value.hint == UDC_BUSY_HINT
     assert list(ROOT.iterdir()) == []
 
 

@@ -13,17 +13,20 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.usb.vectors import MASS_STORAGE_DEVICE
 from usbip_gadget.client import describe
 from usbip_gadget.gadget import (
     CALLER_FLAGS,
     ConfigfsGadget,
+    EndpointsExhausted,
     build_descriptors,
     build_strings,
     check_expressible,
+    open_functionfs_gadget,
     string_indexes,
 )
 from usbip_gadget.protocol import DEFAULT_PORT
-from usbip_gadget.usb import DeviceDescriptor, DeviceSnapshot, parse_configuration
+from usbip_gadget.usb import DeviceDescriptor, DeviceSnapshot, Speed, parse_configuration
 
 from . import _gadget, _sysfs, _usbip
 
@@ -97,3 +100,31 @@ def test_functionfs_gadget_replays_a_storage_device(
         (e.b_endpoint_address, e.bm_attributes, e.w_max_packet_size) for e in replayed.endpoints()
     ] == [(e.b_endpoint_address, e.bm_attributes, e.w_max_packet_size) for e in config.endpoints()]
     assert not list((Path("/sys/kernel/config/usb_gadget")).glob("replay"))
+
+
+def _bulk_config(ins: int, outs: int) -> bytes:
+    """One vendor-class interface with ``ins`` bulk IN and ``outs`` bulk OUT endpoints."""
+    endpoints = b"".join(bytes([7, 5, 0x80 | n, 2, 0x00, 0x02, 0]) for n in range(1, ins + 1))
+    endpoints += b"".join(bytes([7, 5, n, 2, 0x00, 0x02, 0]) for n in range(1, outs + 1))
+    interface = bytes([9, 4, 0, 0, ins + outs, 0xFF, 0, 0, 0])
+    total = 9 + len(interface) + len(endpoints)
+    return bytes([9, 2, total & 0xFF, total >> 8, 1, 1, 0, 0x80, 50]) + interface + endpoints
+
+
+@pytest.mark.timeout(120)
+def test_a_controller_short_of_endpoints_refuses_in_one_line() -> None:
+    """dummy_udc has far fewer than 15 bulk IN endpoints; the bind fails and says why."""
+    config = _bulk_config(15, 5)
+    snapshot = DeviceSnapshot.from_raw("1-1", Speed.HIGH, MASS_STORAGE_DEVICE, (config,))
+    assert check_expressible(snapshot.configurations[0]) == ()
+
+    async def plug() -> None:
+        async with open_functionfs_gadget(snapshot, udc=REPLAY_UDC, name="many"):
+            pytest.fail("the controller bound a gadget with 20 endpoints")
+
+    with pytest.raises(EndpointsExhausted) as info:
+        trio.run(plug)
+    assert info.value.one_line() == (
+        f"{REPLAY_UDC} cannot give this device its 20 endpoints (15 bulk IN, 5 bulk OUT)"
+        " (a controller with more endpoints, or a device with fewer)"
+    )

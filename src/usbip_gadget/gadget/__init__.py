@@ -1,7 +1,12 @@
 """The device side: configfs gadgets, FunctionFS descriptors and events, number remapping."""
 
 from usbip_gadget.gadget._backend import EndpointShutdown, GadgetBackend, GadgetEndpoint
-from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
+from usbip_gadget.gadget._configfs import (
+    GADGET_ROOT,
+    ConfigfsGadget,
+    EndpointsExhausted,
+    configfs_error,
+)
 from usbip_gadget.gadget._fake import FakeEndpoint, FakeGadget
 from usbip_gadget.gadget._fake_host import FakeHost, HostBabble, HostError, HostStall, HostTimeout
 from usbip_gadget.gadget._ffs_blob import (
@@ -31,6 +36,7 @@ __all__ = [
     "MOUNT_ROOT",
     "ConfigfsGadget",
     "EndpointShutdown",
+    "EndpointsExhausted",
     "FakeEndpoint",
     "FakeGadget",
     "FakeHost",

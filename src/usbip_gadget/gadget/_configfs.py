@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import Self
 
 from usbip_gadget._errors import GadgetError
+from usbip_gadget.gadget._udc import SYSFS_CLASS_UDC, udc_is_free
 from usbip_gadget.usb import Configuration, DeviceSnapshot, Speed
 
 CONFIGFS = Path("/sys/kernel/config")
@@ -95,11 +96,13 @@ class ConfigfsGadget:
         root: Path = GADGET_ROOT,
         super_speed: bool | None = None,
         replace: bool = False,
+        sysfs_class_udc: Path = SYSFS_CLASS_UDC,
     ) -> None:
         if not name or "/" in name or name in {".", ".."}:
             raise GadgetError(f"invalid gadget name {name!r}", hint="use letters, digits, - and _")
         self._snapshot = snapshot
         self._root = root
+        self._sysfs_class_udc = sysfs_class_udc
         self.path = root / name
         if super_speed is None:
             super_speed = snapshot.speed in {Speed.SUPER, Speed.SUPER_PLUS}
@@ -169,7 +172,21 @@ class ConfigfsGadget:
         """Attach the gadget to the USB device controller ``udc`` (writes ``UDC``)."""
         if not udc or udc.strip() != udc:
             raise GadgetError(f"invalid UDC name {udc!r}", hint="see /sys/class/udc")
-        self._write(self.path / "UDC", udc)
+        try:
+            _write_attribute(self.path / "UDC", udc)
+        except OSError as exc:
+            # Since Linux 6.0 the UDC core reports any failed bind as EBUSY ("couldn't find an
+            # available UDC or it's busy"); a controller that is still free afterwards was not
+            # busy, so its bind failed, which for an f_fs function means usb_ep_autoconfig
+            # found no endpoint to match one of the function's.
+            if exc.errno in _NO_ENDPOINT_ERRNOS or (
+                exc.errno == errno.EBUSY and udc_is_free(udc, self._sysfs_class_udc)
+            ):
+                raise EndpointsExhausted(
+                    f"{udc} is free but refused the gadget at bind: it has no endpoint to match"
+                    " one of the gadget's"
+                ) from None
+            raise self._error("write", self.path / "UDC", exc) from None
 
     def unbind(self) -> None:
         """Detach the gadget from its UDC; nothing happens if it is not bound."""
@@ -292,6 +309,15 @@ class ConfigfsGadget:
 
     def _error(self, action: str, path: Path, exc: OSError) -> GadgetError:
         return configfs_error(action, path, exc, root=self._root)
+
+
+class EndpointsExhausted(GadgetError):
+    """The controller could not give a function all the endpoints it asked for at bind."""
+
+
+# Before Linux 6.0, a failed bind came back as the function's own error: f_fs answers ENOTSUPP
+# (524, kernel-internal) when usb_ep_autoconfig finds no endpoint, other functions EOPNOTSUPP.
+_NO_ENDPOINT_ERRNOS = {524, errno.EOPNOTSUPP}
 
 
 def configfs_error(

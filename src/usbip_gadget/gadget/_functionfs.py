@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import errno
 import os
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ from usbip_gadget._errors import GadgetError
 from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget._aio import Aio, open_aio
 from usbip_gadget.gadget._backend import EndpointShutdown
-from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget
+from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, EndpointsExhausted
 from usbip_gadget.gadget._ffs_blob import (
     FfsFlag,
     Unsupported,
@@ -254,7 +255,13 @@ async def open_functionfs_gadget(
                 for n, ep in enumerate(_unique_endpoints(config), start=1)
             ]
             os.set_blocking(ep0, False)
-            gadget.bind(udc)
+            try:
+                gadget.bind(udc)
+            except EndpointsExhausted as exc:
+                raise EndpointsExhausted(
+                    f"{udc} cannot give this device its {_endpoint_needs(config)}",
+                    hint="a controller with more endpoints, or a device with fewer",
+                ) from exc
             try:
                 with collapse_single():
                     async with trio.open_nursery() as nursery:
@@ -271,6 +278,17 @@ async def open_functionfs_gadget(
                 aio.close()
             _umount(mount)
             _remove_dir(mount)
+
+
+def _endpoint_needs(config: Configuration) -> str:
+    """ "3 endpoints (2 bulk IN, 1 interrupt IN)"."""
+    kinds = Counter(
+        f"{ep.transfer_type.name.lower()} {'IN' if ep.is_in else 'OUT'}"
+        for ep in _unique_endpoints(config)
+    )
+    total = sum(kinds.values())
+    listed = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+    return f"{total} endpoint{'s' if total != 1 else ''} ({listed})"
 
 
 def _unique_endpoints(config: Configuration) -> list[EndpointDescriptor]:

@@ -23,6 +23,14 @@ def list_udcs(sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> list[str]:
         ) from None
 
 
+def udc_is_free(udc: str, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> bool:
+    """True when no gadget driver is bound to ``udc`` (its ``function`` attribute is empty)."""
+    try:
+        return (sysfs_class_udc / udc / "function").read_text(encoding="utf-8").strip() == ""
+    except OSError:
+        return False  # no such controller, or a kernel without the attribute: cannot tell
+
+
 def choose_udc(requested: str | None, available: list[str]) -> str:
     """The UDC to bind to: ``requested`` if given, else the only one there is.
 
