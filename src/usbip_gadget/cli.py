@@ -8,6 +8,7 @@ import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TypeVar
 
 import trio
@@ -19,6 +20,16 @@ from usbip_gadget.client import DeviceSummary, describe, parse_address, summariz
 from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget import list_udcs
 from usbip_gadget.gadget._udc import NO_UDC_HINT
+from usbip_gadget.protocol import DEFAULT_PORT
+from usbip_gadget.server import (
+    DEFAULT_BIND,
+    DeviceSource,
+    PyusbSource,
+    Selection,
+    check_busid,
+    parse_vid_pid,
+    serve,
+)
 from usbip_gadget.usb import Speed, render_tree
 
 T = TypeVar("T")
@@ -81,7 +92,25 @@ def _parser() -> argparse.ArgumentParser:
     p_attach.add_argument(
         "--reconnect", action="store_true", help="when the device goes away, wait for it"
     )
+    _serve_parser(sub)
     return parser
+
+
+def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p_serve = sub.add_parser("serve", help="export local USB devices to USB/IP clients")
+    p_serve.add_argument(
+        "--bind", default=DEFAULT_BIND, metavar="ADDR",
+        help=f"address to listen on (default {DEFAULT_BIND}: this machine only)",
+    )  # fmt: skip
+    p_serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
+    p_serve.add_argument(
+        "--allow", type=_argument(parse_vid_pid), action="append", default=[],
+        metavar="VID:PID", help="export the devices with this idVendor:idProduct (repeatable)",
+    )  # fmt: skip
+    p_serve.add_argument(
+        "--busid", type=_argument(check_busid), action="append", default=[],
+        help="export the device at this bus ID, like 1-1 (repeatable)",
+    )  # fmt: skip
 
 
 def _depth(text: str) -> int:
@@ -98,6 +127,24 @@ def _gadget_name(text: str) -> str:
     if not text or not all(c.isalnum() or c in "-_" for c in text):
         raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, - and _")
     return text
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
+    return int(text)
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type from a parser that raises ``UsbipGadgetError``."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except UsbipGadgetError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
@@ -176,7 +223,43 @@ async def _attach_until_signal(options: AttachOptions) -> None:
             nursery.cancel_scope.cancel()
 
 
-_COMMANDS = {"list": _cmd_list, "describe": _cmd_describe, "udc": _cmd_udc, "attach": _cmd_attach}
+def _cmd_serve(args: argparse.Namespace) -> int:
+    selection = Selection.of(args.allow, args.busid)
+    if selection.empty:
+        _Parser().error("serve: nothing is exported unless selected: use --allow or --busid")
+    source = PyusbSource()
+    _run(lambda: _serve_until_signal(source, selection, args.bind, args.port))
+    return 0
+
+
+async def _serve_until_signal(
+    source: DeviceSource,
+    selection: Selection,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``serve`` until SIGINT or SIGTERM; the imported devices are released either way."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(
+                partial(serve, source, selection, host=host, port=port, log=_log)
+            )
+            task_status.started(bound)
+            async for signum in signals:
+                _log(f"{signal.Signals(signum).name}: stopping")
+                nursery.cancel_scope.cancel()
+                break
+
+
+_COMMANDS = {
+    "list": _cmd_list,
+    "describe": _cmd_describe,
+    "udc": _cmd_udc,
+    "attach": _cmd_attach,
+    "serve": _cmd_serve,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,46 @@
+"""The USB/IP server: exports local USB devices to any USB/IP client, on trio and pyusb.
+
+``serve`` listens and serves; ``Server`` handles connections (over TCP or any trio stream);
+a ``DeviceSource`` provides the devices: ``PyusbSource`` (libusb-1.0) for real ones, or the
+in-memory ``FakeSource`` for tests.
+"""
+
+from usbip_gadget.server._fake import STALL_MARK, FakeDevice, FakeSource, Reply, packets_of
+from usbip_gadget.server._options import ServeOptions
+from usbip_gadget.server._pyusb import PyusbDevice, PyusbSource
+from usbip_gadget.server._select import HUB_CLASS, Selection, check_busid, parse_vid_pid
+from usbip_gadget.server._server import DEFAULT_BIND, Server, device_name, format_address, serve
+from usbip_gadget.server._source import (
+    DeviceSource,
+    EndpointInfo,
+    ExportError,
+    LocalDevice,
+    Moved,
+)
+from usbip_gadget.server._transfer import standard_request
+
+__all__ = [
+    "DEFAULT_BIND",
+    "HUB_CLASS",
+    "STALL_MARK",
+    "DeviceSource",
+    "EndpointInfo",
+    "ExportError",
+    "FakeDevice",
+    "FakeSource",
+    "LocalDevice",
+    "Moved",
+    "PyusbDevice",
+    "PyusbSource",
+    "Reply",
+    "Selection",
+    "ServeOptions",
+    "Server",
+    "check_busid",
+    "device_name",
+    "format_address",
+    "packets_of",
+    "parse_vid_pid",
+    "serve",
+    "standard_request",
+]

@@ -1,0 +1,379 @@
+"""An in-memory device source whose devices behave like real ones behind libusb.
+
+``FakeDevice`` is built from a ``DeviceSnapshot`` and implements ``LocalDevice``; its calls
+block like libusb's synchronous ones (the server calls them from worker threads) and the
+device model is driven from any thread or task:
+
+- IN: each endpoint has a stream of packets (``send_in``, ``feed``). A read collects
+  packets until a short one (a zero-length packet included) or until it is full; a packet
+  larger than the room left completes it with -EOVERFLOW (babble) and is lost, as on a bus.
+  When the timeout expires, the read returns -ETIMEDOUT with the packets it took.
+- OUT: each packet the device accepts is recorded (``out_packets``). ``hold_out`` makes it
+  NAK after a number of packets; a write then returns -ETIMEDOUT with what was accepted.
+- Halts: ``stall`` puts a stall into an IN stream (the packets before it are delivered
+  first) or halts an OUT endpoint at once; the endpoint answers -EPIPE until ``clear_halt``.
+- ep0: GET_DESCRIPTOR, GET_CONFIGURATION and GET_STATUS are answered from the snapshot;
+  anything else goes to ``on_control`` (data, ``Reply.STALL`` or ``Reply.HOLD``: never
+  answered, the call times out).
+- ``unplug``: every call, waiting ones included, returns -ENODEV; the source stops listing it.
+- Kernel drivers (``drivers``: interface → driver name) are detached by ``FakeSource.open``
+  and reattached by ``close``.
+
+``requests`` records the standard requests applied through the stack, ``controls`` every
+control transfer that reached the device.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+
+from usbip_gadget.protocol import ExportedDevice, InterfaceInfo, UsbDevice
+from usbip_gadget.server._source import EndpointInfo, ExportError, Moved
+from usbip_gadget.usb import (
+    Configuration,
+    DescriptorType,
+    DeviceSnapshot,
+    Request,
+    SetupPacket,
+    encode_lang_ids,
+    encode_string,
+)
+
+ENODEV, EPIPE, EOVERFLOW = -errno.ENODEV, -errno.EPIPE, -errno.EOVERFLOW
+ETIMEDOUT, EINVAL = -errno.ETIMEDOUT, -errno.EINVAL
+
+
+class Reply(Enum):
+    """A device model's non-data answers to a control request."""
+
+    STALL = "stall"
+    HOLD = "hold"
+
+
+class _Stall:
+    """The device stalls here in an IN packet stream."""
+
+
+STALL_MARK = _Stall()
+ControlHandler = Callable[[SetupPacket, bytes], bytes | Reply]
+
+
+def packets_of(data: bytes, max_packet: int, *, zlp: bool = False) -> list[bytes]:
+    """``data`` as a device sends it: full packets, a short last one, a ZLP if asked."""
+    packets = [data[at : at + max_packet] for at in range(0, len(data), max_packet)] or [b""]
+    if zlp and data and len(data) % max_packet == 0:
+        packets.append(b"")
+    return packets
+
+
+class FakeDevice:
+    """One device; see the module docstring."""
+
+    def __init__(
+        self,
+        snapshot: DeviceSnapshot,
+        *,
+        busnum: int = 1,
+        devnum: int = 2,
+        drivers: Mapping[int, str] | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self.busnum, self.devnum = busnum, devnum
+        self.path = f"/sys/devices/platform/dummy_hcd.0/usb{busnum}/{snapshot.busid}"
+        self.configuration = snapshot.configurations[0].b_configuration_value
+        self.alternates: dict[int, int] = {}
+        self.drivers = dict(drivers or {})
+        self.on_control: ControlHandler = lambda setup, data: Reply.STALL
+        self.requests: list[tuple[object, ...]] = []
+        self.controls: list[tuple[SetupPacket, bytes]] = []
+        self.out_packets: dict[int, list[bytes]] = {}
+        self.present = True
+        self.claimed = False
+        self.open_error: ExportError | None = None
+        self._detached: dict[int, str] = {}
+        self._in: dict[int, deque[bytes | _Stall]] = {}
+        self._halted: set[int] = set()
+        self._out_credit: dict[int, int] = {}
+        self._cond = threading.Condition()
+
+    @property
+    def busid(self) -> str:
+        return self.snapshot.busid
+
+    # -- the device model (any thread) ----------------------------------------------------
+
+    def feed(self, address: int, *packets: bytes | _Stall) -> None:
+        """Queue packets (or ``STALL_MARK``) on IN endpoint ``address``."""
+        with self._cond:
+            self._in.setdefault(address, deque()).extend(packets)
+            self._cond.notify_all()
+
+    def send_in(self, address: int, data: bytes, *, zlp: bool = False) -> None:
+        """Queue ``data`` on IN endpoint ``address`` as the device would packetize it."""
+        self.feed(address, *packets_of(data, self._max_packet(address), zlp=zlp))
+
+    def stall(self, address: int) -> None:
+        """IN: a stall after the packets already queued. OUT: halt at once."""
+        if address & 0x80:
+            self.feed(address, STALL_MARK)
+            return
+        with self._cond:
+            self._halted.add(address)
+            self._cond.notify_all()
+
+    def hold_out(self, address: int, packets: int | None) -> None:
+        """Accept at most ``packets`` more packets on OUT ``address``, then NAK (None: no limit)."""
+        with self._cond:
+            if packets is None:
+                self._out_credit.pop(address, None)
+            else:
+                self._out_credit[address] = packets
+            self._cond.notify_all()
+
+    def unplug(self) -> None:
+        with self._cond:
+            self.present = False
+            self._cond.notify_all()
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Block until ``condition()`` holds (checked at each change); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(condition, timeout)
+
+    def pending_in(self, address: int) -> int:
+        """Packets (and stalls) still waiting in the device on IN ``address``."""
+        with self._cond:
+            return len(self._in.get(address, ()))
+
+    # -- what the device source reports ---------------------------------------------------
+
+    def active(self) -> Configuration | None:
+        found = [
+            c for c in self.snapshot.configurations if c.b_configuration_value == self.configuration
+        ]
+        return found[0] if found else None
+
+    def exported(self) -> ExportedDevice:
+        """The OP_REP_DEVLIST entry: the active configuration's interfaces, alternate 0."""
+        config, desc = self.active(), self.snapshot.device
+        alts = [alts[0] for alts in config.interfaces().values()] if config else []
+        record = UsbDevice(
+            self.path, self.busid, self.busnum, self.devnum, self.snapshot.speed,
+            desc.id_vendor, desc.id_product, desc.bcd_device, desc.b_device_class,
+            desc.b_device_sub_class, desc.b_device_protocol, self.configuration,
+            desc.b_num_configurations, len(alts),
+        )  # fmt: skip
+        interfaces = tuple(
+            InterfaceInfo(a.b_interface_class, a.b_interface_sub_class, a.b_interface_protocol)
+            for a in alts
+        )
+        return ExportedDevice(record, interfaces)
+
+    # -- LocalDevice ----------------------------------------------------------------------
+
+    def endpoints(self) -> Mapping[int, EndpointInfo]:
+        config = self.active()
+        if config is None:
+            return {}
+        found = {}
+        for number, alts in config.interfaces().items():
+            chosen = self.alternates.get(number, 0)
+            for alt in alts:
+                if alt.b_alternate_setting != chosen:
+                    continue
+                for ep in alt.endpoints:
+                    found[ep.b_endpoint_address] = EndpointInfo(
+                        ep.b_endpoint_address, ep.transfer_type, ep.max_packet_size
+                    )
+        return found
+
+    def read(self, address: int, length: int, timeout: float) -> Moved:
+        deadline = time.monotonic() + timeout
+        got = bytearray()
+        with self._cond:
+            while True:
+                status = self._take_in(address, length, got)
+                if status is not None:
+                    return Moved.received(bytes(got), status)
+                if not self._wait(deadline):
+                    return Moved.received(bytes(got), ETIMEDOUT)
+
+    def _take_in(self, address: int, length: int, got: bytearray) -> int | None:
+        """Collect what is queued into ``got``; the status once the read is over."""
+        stream = self._in.setdefault(address, deque())
+        while True:
+            if not self.present:
+                return ENODEV
+            if address in self._halted:
+                return EPIPE
+            if not stream:
+                return None
+            item = stream.popleft()
+            self._cond.notify_all()  # for wait_for
+            if isinstance(item, _Stall):
+                self._halted.add(address)
+                continue
+            if len(item) > length - len(got):
+                return EOVERFLOW
+            got += item
+            if len(item) < self._max_packet(address) or len(got) == length:
+                return 0
+
+    def write(self, address: int, data: bytes, timeout: float) -> Moved:
+        deadline = time.monotonic() + timeout
+        packets = packets_of(data, self._max_packet(address))
+        sent = 0
+        with self._cond:
+            while True:
+                if not self.present or address in self._halted:
+                    status = ENODEV if not self.present else EPIPE
+                    return Moved(status, length=sum(len(p) for p in packets[:sent]))
+                sent += self._accept(address, packets[sent:])
+                if sent == len(packets):
+                    return Moved(0, length=len(data))
+                if not self._wait(deadline):
+                    return Moved(ETIMEDOUT, length=sum(len(p) for p in packets[:sent]))
+
+    def _accept(self, address: int, packets: Sequence[bytes]) -> int:
+        credit = self._out_credit.get(address, len(packets))
+        taken = min(credit, len(packets))
+        self.out_packets.setdefault(address, []).extend(packets[:taken])
+        if taken:
+            self._cond.notify_all()  # for wait_for
+        if address in self._out_credit:
+            self._out_credit[address] = credit - taken
+        return taken
+
+    def control(self, setup: SetupPacket, data: bytes, timeout: float) -> Moved:
+        with self._cond:
+            if not self.present:
+                return Moved(ENODEV)
+            self.controls.append((setup, data))
+            answer = self._standard(setup)
+            if answer is None:
+                answer = self.on_control(setup, data)
+            if answer is Reply.HOLD:
+                deadline = time.monotonic() + timeout
+                while self.present and self._wait(deadline):
+                    pass
+                return Moved(ENODEV if not self.present else ETIMEDOUT)
+        if answer is Reply.STALL:
+            return Moved(EPIPE)
+        if setup.is_in:
+            return Moved.received(answer[: setup.w_length])
+        return Moved(0, length=len(data))
+
+    def _standard(self, setup: SetupPacket) -> bytes | Reply | None:
+        if setup.bm_request_type != 0x80:
+            return None
+        if setup.b_request == Request.GET_CONFIGURATION:
+            return bytes([self.configuration])
+        if setup.b_request == Request.GET_STATUS:
+            return bytes(2)
+        if setup.b_request != Request.GET_DESCRIPTOR:
+            return None
+        found = self._descriptor(setup.w_value >> 8, setup.w_value & 0xFF, setup.w_index)
+        return Reply.STALL if found is None else found
+
+    def _descriptor(self, kind: int, index: int, lang_id: int) -> bytes | None:
+        snap = self.snapshot
+        if kind == DescriptorType.DEVICE:
+            return snap.device_raw
+        if kind == DescriptorType.CONFIGURATION:
+            raws = snap.configurations_raw
+            return raws[index] if index < len(raws) else None
+        if kind == DescriptorType.STRING:
+            if index == 0:
+                return encode_lang_ids(list(snap.lang_ids)) if snap.lang_ids else None
+            text = snap.strings.get(lang_id, {}).get(index)
+            return None if text is None else encode_string(text)
+        return None
+
+    def set_configuration(self, value: int) -> int:
+        values = {c.b_configuration_value for c in self.snapshot.configurations} | {0}
+
+        def apply() -> None:
+            self.configuration, self.alternates = value, {}
+            self._halted.clear()
+
+        return self._request(("set_configuration", value), value in values, apply)
+
+    def set_interface(self, interface: int, alternate: int) -> int:
+        config = self.active()
+        alts = config.interfaces().get(interface, ()) if config else ()
+        ok = any(alt.b_alternate_setting == alternate for alt in alts)
+
+        def apply() -> None:
+            self.alternates[interface] = alternate
+
+        return self._request(("set_interface", interface, alternate), ok, apply)
+
+    def clear_halt(self, address: int) -> int:
+        return self._request(("clear_halt", address), True, lambda: self._halted.discard(address))
+
+    def reset(self) -> int:
+        return self._request(("reset",), True, self._halted.clear)
+
+    def _request(self, record: tuple[object, ...], ok: bool, apply: Callable[[], None]) -> int:
+        with self._cond:
+            if not self.present:
+                return ENODEV
+            if not ok:
+                return EINVAL
+            self.requests.append(record)
+            apply()
+            self._cond.notify_all()
+            return 0
+
+    def claim(self) -> FakeDevice:
+        """What ``FakeSource.open`` does: detach the kernel drivers, mark the device claimed."""
+        with self._cond:
+            if self.open_error is not None:
+                raise self.open_error
+            self._detached, self.drivers = self.drivers, {}
+            self.claimed = True
+            return self
+
+    def close(self) -> None:
+        with self._cond:
+            self.drivers.update(self._detached)
+            self._detached = {}
+            self.claimed = False
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _max_packet(self, address: int) -> int:
+        for config in self.snapshot.configurations:
+            for ep in config.endpoints():
+                if ep.b_endpoint_address == address:
+                    return max(1, ep.max_packet_size)
+        return 64
+
+    def _wait(self, deadline: float) -> bool:
+        """Wait (lock held) for a change until ``deadline``; False once it has passed."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self._cond.wait(left)
+        return True
+
+
+class FakeSource:
+    """A device source holding ``FakeDevice`` objects; unplugged ones are not listed."""
+
+    def __init__(self, devices: Sequence[FakeDevice]) -> None:
+        self.devices_held = list(devices)
+
+    def devices(self) -> list[ExportedDevice]:
+        return [d.exported() for d in self.devices_held if d.present]
+
+    def open(self, busid: str) -> FakeDevice:
+        for device in self.devices_held:
+            if device.busid == busid and device.present:
+                return device.claim()
+        raise ExportError(f"{busid}: no such device", gone=True)

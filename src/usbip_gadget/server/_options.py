@@ -1,0 +1,35 @@
+"""The server's tuning: how long device calls may block, and what a client may ask for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from usbip_gadget.protocol import DEFAULT_MAX_TRANSFER
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """Limits and timeouts of the server (seconds, bytes, counts).
+
+    - ``slice_timeout``: how long one bulk or interrupt call may block before the server
+      looks whether the URB was unlinked; the worst-case delay of an unlink.
+    - ``control_timeout``: a control transfer cannot be stopped part-way (repeating it would
+      repeat the request), so it runs once with this timeout and completes with -ETIMEDOUT.
+    - ``chunk``: the most one device call moves; longer URBs take several calls (rounded to
+      whole packets, so the transfer is the same). Bounds the USB stack's buffers (usbfs
+      allows 16 MiB in all by default).
+    - ``op_timeout``: how long a new connection may take to send its request.
+    - ``send_timeout``: a client that takes no data for this long is dropped.
+    - ``max_transfer``, ``max_in_flight``, ``max_pending_bytes``: a client asking for a
+      longer URB, more URBs at once, or more bytes in flight (URBs not yet answered and
+      replies not yet sent) is dropped as hostile.
+    """
+
+    slice_timeout: float = 0.1
+    control_timeout: float = 5.0
+    chunk: int = 1024 * 1024
+    op_timeout: float = 30.0
+    send_timeout: float = 30.0
+    max_transfer: int = DEFAULT_MAX_TRANSFER
+    max_in_flight: int = 1024
+    max_pending_bytes: int = 64 * 1024 * 1024

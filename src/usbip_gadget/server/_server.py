@@ -1,0 +1,247 @@
+"""The USB/IP server: connections, the op phase, and who holds which device.
+
+Each connection asks for the device list (answered, then closed, as usbipd does) or imports
+one device: the import claims it for that connection alone (a second import is answered
+DEV_BUSY), the URB phase runs (``UrbPhase``), and the device is released when it ends.
+Nothing that one connection does can end another or the server: its failures are logged
+in one line and its connection is closed.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import trio
+
+from usbip_gadget._errors import TransportError, UsbipGadgetError, UsbipTimeout
+from usbip_gadget.protocol import (
+    DEFAULT_PORT,
+    NEED_DATA,
+    Connection,
+    DevlistReply,
+    DevlistRequest,
+    ExportedDevice,
+    ImportReply,
+    ImportRequest,
+    Message,
+    OpStatus,
+    Role,
+    Sentinel,
+)
+from usbip_gadget.server._options import ServeOptions
+from usbip_gadget.server._select import Selection
+from usbip_gadget.server._source import DeviceSource, ExportError, LocalDevice
+from usbip_gadget.server._transfer import Threads
+from usbip_gadget.server._urbs import UrbPhase
+
+Log = Callable[[str], None]
+
+DEFAULT_BIND = "127.0.0.1"
+_RECEIVE_SIZE = 4096
+#: Listing, opening and closing devices: a few at once across all connections.
+_SOURCE_THREADS = 4
+_NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+def device_name(entry: ExportedDevice) -> str:
+    """``1-1 (1d6b:0104)``: how the log names a device."""
+    dev = entry.device
+    return f"{dev.busid} ({dev.id_vendor:04x}:{dev.id_product:04x})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    entry: ExportedDevice
+    device: LocalDevice
+
+
+class Server:
+    """Exports the devices of ``source`` that ``selection`` selects."""
+
+    def __init__(
+        self,
+        source: DeviceSource,
+        selection: Selection,
+        *,
+        options: ServeOptions | None = None,
+        log: Log = lambda _line: None,
+    ) -> None:
+        self._source = source
+        self._selection = selection
+        self._options = options or ServeOptions()
+        self._log = log
+        self._threads = Threads(_SOURCE_THREADS)
+        self._claimed: set[str] = set()
+
+    @property
+    def claimed(self) -> frozenset[str]:
+        """Bus IDs imported right now."""
+        return frozenset(self._claimed)
+
+    async def exported(self) -> tuple[ExportedDevice, ...]:
+        """The selected devices present now (``ExportError`` if they cannot be listed)."""
+        devices = await self._threads.run(self._source.devices)
+        return tuple(d for d in devices if self._selection.matches(d.device))
+
+    # ------------------------------------------------------------ one connection
+
+    async def handle(self, stream: trio.abc.Stream, peer: str) -> None:
+        """Serve one connection and close it. Raises nothing but cancellation."""
+        try:
+            await self._serve(stream, peer)
+        except UsbipGadgetError as exc:
+            self._log(f"{peer}: dropped: {exc.one_line()}")
+        except _NETWORK_ERRORS:
+            pass  # the client went away during the op phase: nothing to release
+        except Exception as exc:  # a bug must not stop the other clients' service
+            self._log(f"{peer}: internal error: {type(exc).__name__}: {exc}")
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _serve(self, stream: trio.abc.Stream, peer: str) -> None:
+        conn = Connection(Role.DEVICE, max_transfer=self._options.max_transfer)
+        request = await self._first_request(stream, conn)
+        if isinstance(request, DevlistRequest):
+            await _send(stream, conn, await self._devlist_reply(peer))
+        elif isinstance(request, ImportRequest):
+            await self._import(stream, conn, request.busid, peer)
+
+    async def _first_request(self, stream: trio.abc.Stream, conn: Connection) -> Message | None:
+        timeout = self._options.op_timeout
+        with trio.move_on_after(timeout):
+            while (event := conn.next_event()) is NEED_DATA:
+                conn.receive_data(await stream.receive_some(_RECEIVE_SIZE))
+            return None if isinstance(event, Sentinel) else event
+        raise UsbipTimeout(f"no request within {timeout:g} s")
+
+    async def _devlist_reply(self, peer: str) -> DevlistReply:
+        try:
+            return DevlistReply(await self.exported())
+        except ExportError as exc:
+            self._log(f"{peer}: cannot list devices: {exc.one_line()}")
+            return DevlistReply(status=OpStatus.ERROR)
+
+    async def _import(
+        self, stream: trio.abc.Stream, conn: Connection, busid: str, peer: str
+    ) -> None:
+        claim = await self._claim(busid, peer)
+        if not isinstance(claim, _Claim):
+            await _send(stream, conn, ImportReply(claim))
+            return
+        name, reason = device_name(claim.entry), "the server stopped"
+        try:
+            await _send(stream, conn, ImportReply(OpStatus.OK, claim.entry.device))
+            self._log(f"imported {name} by {peer}")
+            urbs = UrbPhase(stream, conn, claim.device, options=self._options, log=self._log)
+            reason = await urbs.run()
+        except _NETWORK_ERRORS:
+            reason = "connection lost"
+        except Exception as exc:  # logged here once, with the device it concerns
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            print("IMPORT CAUGHT", reason)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._release(claim)
+            self._log(f"released {name} from {peer}: {reason}")
+
+    async def _claim(self, busid: str, peer: str) -> _Claim | OpStatus:
+        try:
+            entries = await self.exported()
+        except ExportError as exc:
+            self._log(f"refused {busid} to {peer}: {exc.one_line()}")
+            return OpStatus.ERROR
+        entry = next((e for e in entries if e.device.busid == busid), None)
+        if entry is None:
+            self._log(f"refused {busid} to {peer}: not exported (or unplugged)")
+            return OpStatus.NODEV
+        if busid in self._claimed:
+            self._log(f"refused {device_name(entry)} to {peer}: already imported")
+            return OpStatus.DEV_BUSY
+        return await self._open(entry, peer)
+
+    async def _open(self, entry: ExportedDevice, peer: str) -> _Claim | OpStatus:
+        busid = entry.device.busid
+        self._claimed.add(busid)
+        try:
+            # Shielded: a device opened as the server stops must still be closed.
+            with trio.CancelScope(shield=True):
+                device = await self._threads.run(partial(self._source.open, busid))
+        except ExportError as exc:
+            self._claimed.discard(busid)
+            self._log(f"refused {device_name(entry)} to {peer}: {exc.one_line()}")
+            return OpStatus.NODEV if exc.gone else OpStatus.DEV_ERR
+        except BaseException:
+            self._claimed.discard(busid)
+            raise
+        return _Claim(entry, device)
+
+    async def _release(self, claim: _Claim) -> None:
+        try:
+            await self._threads.run(claim.device.close)
+        finally:
+            self._claimed.discard(claim.entry.device.busid)
+
+    # ------------------------------------------------------------ TCP
+
+    async def listen(self, host: str, port: int) -> list[trio.SocketListener]:
+        """Listening sockets on ``host``:``port`` (0: any free port)."""
+        try:
+            return await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise TransportError(f"cannot listen on {host}:{port}: {reason}") from None
+
+    async def handle_socket(self, stream: trio.SocketStream) -> None:
+        """``handle`` for an accepted TCP connection (keepalive on: dead peers are noticed)."""
+        peer = "?"
+        try:
+            stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            peer = format_address(stream.socket.getpeername())
+        except OSError:
+            pass  # already reset by the peer: handle() will find out
+        await self.handle(stream, peer)
+
+
+def format_address(address: object) -> str:
+    """``host:port`` (``[v6]:port``) of a socket address."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+async def _send(stream: trio.abc.Stream, conn: Connection, message: Message) -> None:
+    await stream.send_all(conn.send(message))
+
+
+async def serve(
+    source: DeviceSource,
+    selection: Selection,
+    *,
+    host: str = DEFAULT_BIND,
+    port: int = DEFAULT_PORT,
+    options: ServeOptions | None = None,
+    log: Log = lambda _line: None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Export the selected devices on ``host``:``port`` until cancelled.
+
+    ``ExportError`` at once if no device is selected; ``TransportError`` if the address
+    cannot be listened on. ``task_status`` receives the port (useful with ``port=0``).
+    """
+    server = Server(source, selection, options=options, log=log)
+    exported = await server.exported()
+    if not exported:
+        raise ExportError(
+            f"no local USB device matches {selection.describe()}",
+            hint="lsusb lists them; hubs are never exported",
+        )
+    listeners = await server.listen(host, port)
+    bound = listeners[0].socket.getsockname()[1]
+    names = ", ".join(device_name(e) for e in exported)
+    log(f"listening on {format_address((host, bound))}, exporting {names}")
+    task_status.started(bound)
+    await trio.serve_listeners(server.handle_socket, listeners)
