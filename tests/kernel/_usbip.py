@@ -40,7 +40,7 @@ def run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT_S) -> str:
     return done.stdout
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
@@ -56,7 +56,7 @@ def usbipd(log: Path, timeout: float = COMMAND_TIMEOUT_S) -> Iterator[str]:
         daemon = subprocess.Popen(["usbipd"], stdout=sink, stderr=subprocess.STDOUT)
     try:
         _sysfs.wait_until(
-            lambda: daemon.poll() is not None or _listening(USBIP_PORT),
+            lambda: daemon.poll() is not None or listening(USBIP_PORT),
             timeout,
             f"usbipd listening on port {USBIP_PORT}",
         )
@@ -72,10 +72,10 @@ def usbipd(log: Path, timeout: float = COMMAND_TIMEOUT_S) -> Iterator[str]:
             daemon.wait()
 
 
-def exportable(host: str) -> dict[str, tuple[int, int]]:
+def exportable(host: str, port: int = USBIP_PORT) -> dict[str, tuple[int, int]]:
     """``usbip list -r``: busid -> (idVendor, idProduct) of every device the server exports."""
     listed: dict[str, tuple[int, int]] = {}
-    for line in run(["usbip", "list", "-r", host]).splitlines():
+    for line in run(["usbip", "--tcp-port", str(port), "list", "-r", host]).splitlines():
         if match := _EXPORTED.match(line):
             listed[match[1]] = (int(match[2], 16), int(match[3], 16))
     return listed
@@ -166,11 +166,16 @@ def _detach(port: int, vid: int, pid: int, timeout: float) -> None:
 
 @contextlib.contextmanager
 def attached(
-    host: str, busid: str, vid: int, pid: int, timeout: float = IMPORT_TIMEOUT_S
+    host: str,
+    busid: str,
+    vid: int,
+    pid: int,
+    timeout: float = IMPORT_TIMEOUT_S,
+    tcp_port: int = USBIP_PORT,
 ) -> Iterator[Imported]:
     """``usbip attach`` for the block (waits until the host configured the device), then detach."""
     before = {port.port for port in ports_in_use()}
-    run(["usbip", "attach", "-r", host, "-b", busid])
+    run(["usbip", "--tcp-port", str(tcp_port), "attach", "-r", host, "-b", busid])
     port = _sysfs.wait_for(
         lambda: next((p.port for p in ports_in_use() if p.port not in before), None),
         timeout,
