@@ -15,7 +15,14 @@ import trio
 
 from usbip_gadget import __version__
 from usbip_gadget._errors import GadgetError, UsbipGadgetError
-from usbip_gadget.bridge import DEFAULT_DEPTH, AttachOptions, attach
+from usbip_gadget.bridge import (
+    DEFAULT_DEPTH,
+    DEFAULT_LISTEN,
+    AttachOptions,
+    ListenOptions,
+    attach,
+    listen,
+)
 from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
 from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget import list_udcs
@@ -27,6 +34,7 @@ from usbip_gadget.server import (
     PyusbSource,
     Selection,
     check_busid,
+    connect,
     parse_vid_pid,
     serve,
 )
@@ -93,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         "--reconnect", action="store_true", help="when the device goes away, wait for it"
     )
     _serve_parser(sub)
+    _connect_parsers(sub)
     return parser
 
 
@@ -111,6 +120,30 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--busid", type=_argument(check_busid), action="append", default=[],
         help="export the device at this bus ID, like 1-1 (repeatable)",
     )  # fmt: skip
+
+
+def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p_listen = sub.add_parser(
+        "listen", help="wait for a device side to offer a device (connect), and bridge it"
+    )
+    p_listen.add_argument(
+        "--bind", default=DEFAULT_LISTEN, metavar="ADDR",
+        help=f"address to listen on (default {DEFAULT_LISTEN}: this machine only)",
+    )  # fmt: skip
+    p_listen.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
+    p_listen.add_argument("--udc", help="the controller to plug into (default: the only one)")
+    p_listen.add_argument(
+        "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
+    )
+    p_listen.add_argument(
+        "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
+        help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
+    )  # fmt: skip
+    p_connect = sub.add_parser(
+        "connect", help="offer a local USB device to a listening gadget side, and serve it"
+    )
+    p_connect.add_argument("server", metavar="HOST[:PORT]")
+    p_connect.add_argument("busid", type=_argument(check_busid))
 
 
 def _depth(text: str) -> int:
@@ -204,23 +237,8 @@ def _cmd_attach(args: argparse.Namespace) -> int:
         host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
         reconnect=args.reconnect, timeout=args.timeout,
     )  # fmt: skip
-    _run(lambda: _attach_until_signal(options))
+    _run(lambda: _until_signal(partial(attach, options, log=_log), "unplugging"))
     return 0
-
-
-async def _attach_until_signal(options: AttachOptions) -> None:
-    """``attach`` until it ends or SIGINT/SIGTERM arrives; either way the gadget is removed."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
-        async with trio.open_nursery() as nursery:
-
-            async def stop_on_signal() -> None:
-                async for signum in signals:
-                    _log(f"{signal.Signals(signum).name}: unplugging")
-                    nursery.cancel_scope.cancel()
-
-            nursery.start_soon(stop_on_signal)
-            await attach(options, log=_log)
-            nursery.cancel_scope.cancel()
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -253,12 +271,45 @@ async def _serve_until_signal(
                 break
 
 
+def _cmd_listen(args: argparse.Namespace) -> int:
+    options = ListenOptions(
+        args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
+        timeout=args.timeout,
+    )  # fmt: skip
+    _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
+    return 0
+
+
+def _cmd_connect(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.server)
+    offer = partial(connect, PyusbSource(), args.busid, host, port, timeout=args.timeout, log=_log)
+    _run(lambda: _until_signal(offer, "withdrawing"))
+    return 0
+
+
+async def _until_signal(job: Callable[[], Awaitable[object]], doing: str) -> None:
+    """Run ``job`` until it ends or SIGINT/SIGTERM arrives (then it is cancelled)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    _log(f"{signal.Signals(signum).name}: {doing}")
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            await job()
+            nursery.cancel_scope.cancel()
+
+
 _COMMANDS = {
     "list": _cmd_list,
     "describe": _cmd_describe,
     "udc": _cmd_udc,
     "attach": _cmd_attach,
     "serve": _cmd_serve,
+    "listen": _cmd_listen,
+    "connect": _cmd_connect,
 }
 
 

@@ -2,22 +2,26 @@
 
 from usbip_gadget.bridge._attach import RETRYABLE, AttachOptions, attach
 from usbip_gadget.bridge._bridge import CONTROL_TIMEOUT, DEFAULT_DEPTH, Bridge
+from usbip_gadget.bridge._listen import DEFAULT_LISTEN, ListenOptions, listen
 from usbip_gadget.bridge._plans import BulkOnlyPlan, Plan, StreamPlan, plans_for, whole_packets
 from usbip_gadget.bridge._pumps import InPump, OutPump, clear_remote_halt
 
 __all__ = [
     "CONTROL_TIMEOUT",
     "DEFAULT_DEPTH",
+    "DEFAULT_LISTEN",
     "RETRYABLE",
     "AttachOptions",
     "Bridge",
     "BulkOnlyPlan",
     "InPump",
+    "ListenOptions",
     "OutPump",
     "Plan",
     "StreamPlan",
     "attach",
     "clear_remote_halt",
+    "listen",
     "plans_for",
     "whole_packets",
 ]

@@ -21,7 +21,12 @@ from usbip_gadget._errors import (
 )
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._pumps import Log
-from usbip_gadget.client import enumerate_device, open_connection, open_remote_device
+from usbip_gadget.client import (
+    RemoteDevice,
+    enumerate_device,
+    open_connection,
+    open_remote_device,
+)
 from usbip_gadget.gadget import choose_udc, list_udcs, open_functionfs_gadget
 
 FIRST_RETRY_S = 1.0
@@ -68,24 +73,41 @@ async def _attach_once(options: AttachOptions, udc: str, log: Log, plugged: trio
         stream,
         open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
     ):
-        snapshot = await enumerate_device(remote, timeout=options.timeout)
-        device = snapshot.device
-        ident = f"{device.id_vendor:04x}:{device.id_product:04x}"
-        config = snapshot.configurations[0]
-        outcome = "stopped"
-        try:
-            async with open_functionfs_gadget(snapshot, udc=udc, name=options.name) as gadget:
-                log(f"plugged {ident} ({options.busid} on {options.host}) into {udc}"
-                    f" ({gadget.name})")  # fmt: skip
-                plugged.set()
-                try:
-                    await Bridge(remote, gadget, config, depth=options.depth, log=log).run()
-                except UsbipGadgetError as exc:
-                    outcome = exc.one_line()
-                    raise
-        finally:
-            if plugged.is_set():
-                log(f"unplugged {ident} from {udc}: {outcome}")
+        where = Plug(udc, options.name, options.depth, options.timeout)
+        await plug_and_bridge(remote, where, f"{options.busid} on {options.host}", log, plugged)
 
 
-__all__ = ["RETRYABLE", "AttachOptions", "attach"]
+@dataclass(frozen=True, slots=True)
+class Plug:
+    """Where and how a remote device is replayed."""
+
+    udc: str
+    name: str = "usbip-gadget"
+    depth: int = DEFAULT_DEPTH
+    timeout: float = 10.0
+
+
+async def plug_and_bridge(
+    remote: RemoteDevice, plug: Plug, origin: str, log: Log, plugged: trio.Event
+) -> None:
+    """Enumerate ``remote``, plug a gadget replaying it, and bridge until one side ends."""
+    snapshot = await enumerate_device(remote, timeout=plug.timeout)
+    device = snapshot.device
+    ident = f"{device.id_vendor:04x}:{device.id_product:04x}"
+    config = snapshot.configurations[0]
+    outcome = "stopped"
+    try:
+        async with open_functionfs_gadget(snapshot, udc=plug.udc, name=plug.name) as gadget:
+            log(f"plugged {ident} ({origin}) into {plug.udc} ({gadget.name})")
+            plugged.set()
+            try:
+                await Bridge(remote, gadget, config, depth=plug.depth, log=log).run()
+            except UsbipGadgetError as exc:
+                outcome = exc.one_line()
+                raise
+    finally:
+        if plugged.is_set():
+            log(f"unplugged {ident} from {plug.udc}: {outcome}")
+
+
+__all__ = ["RETRYABLE", "AttachOptions", "Plug", "attach", "plug_and_bridge"]

@@ -6,8 +6,10 @@ from usbip_gadget.client._remote import (
     RemoteDevice,
     Urb,
     UrbResult,
+    accept_exported_device,
     list_devices,
     open_remote_device,
+    refuse_export,
     unpack_iso_in,
 )
 from usbip_gadget.client._transport import open_connection, parse_address
@@ -17,6 +19,7 @@ __all__ = [
     "RemoteDevice",
     "Urb",
     "UrbResult",
+    "accept_exported_device",
     "describe",
     "enumerate_device",
     "fetch_devlist",
@@ -24,6 +27,7 @@ __all__ = [
     "open_connection",
     "open_remote_device",
     "parse_address",
+    "refuse_export",
     "summarize",
     "unpack_iso_in",
 ]

@@ -14,6 +14,7 @@ import trio
 
 from usbip_gadget._errors import (
     ImportRefused,
+    RemoteProtocolError,
     TransportError,
     UsbipGadgetError,
     UsbipTimeout,
@@ -31,6 +32,8 @@ from usbip_gadget.protocol import (
     DevlistRequest,
     Direction,
     ExportedDevice,
+    ExportReply,
+    ExportRequest,
     ImportReply,
     ImportRequest,
     IsoPacket,
@@ -150,6 +153,53 @@ async def open_remote_device(
                 yield device
             finally:
                 nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def accept_exported_device(
+    stream: trio.abc.Stream, *, timeout: float = 10.0, unlink_timeout: float = 1.0
+) -> AsyncIterator[RemoteDevice]:
+    """The "connect" direction: take the OP_REQ_EXPORT a device side sends on ``stream``,
+    accept it with OP_REP_EXPORT, and serve its URB traffic until the block ends.
+
+    The device side may withdraw it later with OP_REQ_UNEXPORT, which the reader answers and
+    reports as a ``TransportError``, like a closed connection.
+    """
+    conn = Connection(Role.HOST)
+    request = await _first_op(stream, conn, timeout, "no device offered")
+    if not isinstance(request, ExportRequest):
+        raise RemoteProtocolError(f"expected OP_REQ_EXPORT, got {type(request).__name__}")
+    with map_transport_errors("cannot answer the export"):
+        await stream.send_all(conn.send(ExportReply()))
+    with collapse_single():
+        async with trio.open_nursery() as nursery:
+            device = RemoteDevice(stream, conn, request.device, unlink_timeout=unlink_timeout)
+            await nursery.start(device.run_reader)
+            try:
+                yield device
+            finally:
+                nursery.cancel_scope.cancel()
+
+
+async def refuse_export(stream: trio.abc.Stream, status: OpStatus, *, timeout: float) -> None:
+    """Answer the OP_REQ_EXPORT on ``stream`` with a failure ``status``."""
+    conn = Connection(Role.HOST)
+    request = await _first_op(stream, conn, timeout, "no device offered")
+    if isinstance(request, ExportRequest):
+        with map_transport_errors("cannot answer the export"):
+            await stream.send_all(conn.send(ExportReply(status)))
+
+
+async def _first_op(
+    stream: trio.abc.Stream, conn: Connection, timeout: float, what: str
+) -> Message:
+    with trio.move_on_after(timeout):
+        while (event := conn.next_event()) is NEED_DATA:
+            await _receive(stream, conn, what)
+        if isinstance(event, Sentinel):
+            raise TransportError(f"{what}: the peer closed the connection")
+        return event
+    raise UsbipTimeout(f"{what} within {timeout:g} s")
 
 
 class RemoteDevice:

@@ -5,6 +5,7 @@ a ``DeviceSource`` provides the devices: ``PyusbSource`` (libusb-1.0) for real o
 in-memory ``FakeSource`` for tests.
 """
 
+from usbip_gadget.server._connect import connect
 from usbip_gadget.server._fake import STALL_MARK, FakeDevice, FakeSource, Reply, packets_of
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._pyusb import PyusbDevice, PyusbSource
@@ -37,6 +38,7 @@ __all__ = [
     "ServeOptions",
     "Server",
     "check_busid",
+    "connect",
     "device_name",
     "format_address",
     "packets_of",

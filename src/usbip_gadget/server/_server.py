@@ -16,7 +16,7 @@ from functools import partial
 
 import trio
 
-from usbip_gadget._errors import TransportError, UsbipGadgetError, UsbipTimeout
+from usbip_gadget._errors import ImportRefused, TransportError, UsbipGadgetError, UsbipTimeout
 from usbip_gadget.protocol import (
     DEFAULT_PORT,
     NEED_DATA,
@@ -24,6 +24,8 @@ from usbip_gadget.protocol import (
     DevlistReply,
     DevlistRequest,
     ExportedDevice,
+    ExportReply,
+    ExportRequest,
     ImportReply,
     ImportRequest,
     Message,
@@ -141,11 +143,42 @@ class Server:
             reason = "connection lost"
         except Exception as exc:  # logged here once, with the device it concerns
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            print("IMPORT CAUGHT", reason)
         finally:
             with trio.CancelScope(shield=True):
                 await self._release(claim)
             self._log(f"released {name} from {peer}: {reason}")
+
+    async def export_to(self, stream: trio.abc.Stream, busid: str, peer: str) -> None:
+        """The "connect" direction: offer ``busid`` on ``stream`` (OP_REQ_EXPORT) and, once
+        the peer accepts, serve its URBs until the connection ends.
+
+        ``ExportError`` if the device cannot be claimed, ``ImportRefused`` if the peer refuses
+        it, ``UsbipGadgetError`` if the peer breaks the protocol.
+        """
+        claim = await self._claim(busid, peer)
+        if not isinstance(claim, _Claim):
+            raise ExportError(f"cannot offer {busid}: {OpStatus.describe(claim)}")
+        name = device_name(claim.entry)
+        conn = Connection(Role.DEVICE, max_transfer=self._options.max_transfer)
+        try:
+            await _send(stream, conn, ExportRequest(claim.entry.device))
+            reply = await self._first_request(stream, conn)
+            if not isinstance(reply, ExportReply) or reply.status != OpStatus.OK:
+                raise ImportRefused(f"{peer} refused {name}: {_refusal(reply)}")
+            self._log(f"exported {name} to {peer}")
+            reason = "the exporter stopped"
+            try:
+                urbs = UrbPhase(stream, conn, claim.device, options=self._options, log=self._log)
+                reason = await urbs.run()
+            except _NETWORK_ERRORS:
+                reason = "connection lost"
+            finally:
+                self._log(f"withdrew {name} from {peer}: {reason}")
+        except _NETWORK_ERRORS:
+            raise TransportError(f"{peer}: connection lost while offering {name}") from None
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._release(claim)
 
     async def _claim(self, busid: str, peer: str) -> _Claim | OpStatus:
         try:
@@ -203,6 +236,14 @@ class Server:
         except OSError:
             pass  # already reset by the peer: handle() will find out
         await self.handle(stream, peer)
+
+
+def _refusal(reply: Message | None) -> str:
+    if reply is None:
+        return "connection closed"
+    if isinstance(reply, ExportReply):
+        return OpStatus.describe(reply.status)
+    return f"answered {type(reply).__name__}"
 
 
 def format_address(address: object) -> str:

@@ -1,0 +1,97 @@
+"""``listen``: the "connect" direction. A device side dials in and offers a device with
+OP_REQ_EXPORT; it is replayed on the UDC and bridged exactly as ``attach`` does, over that same
+connection. OP_REQ_UNEXPORT or a dropped connection unplugs it; then the next offer is taken.
+
+One controller replays one device: an offer that arrives while another is plugged is refused
+with OP_REP_EXPORT status "device busy".
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import trio
+
+from usbip_gadget._errors import TransportError, UsbipGadgetError
+from usbip_gadget.bridge._attach import Plug, plug_and_bridge
+from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
+from usbip_gadget.bridge._pumps import Log
+from usbip_gadget.client import accept_exported_device, refuse_export
+from usbip_gadget.gadget import choose_udc, list_udcs
+from usbip_gadget.protocol import DEFAULT_PORT, OpStatus
+
+DEFAULT_LISTEN = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenOptions:
+    """Where ``listen`` waits for offers, and how it replays them."""
+
+    bind: str = DEFAULT_LISTEN
+    port: int = DEFAULT_PORT
+    udc: str | None = None
+    name: str = "usbip-gadget"
+    depth: int = DEFAULT_DEPTH
+    timeout: float = 10.0
+
+
+class _Listener:
+    def __init__(self, options: ListenOptions, udc: str, log: Log) -> None:
+        self.options = options
+        self.plug = Plug(udc, options.name, options.depth, options.timeout)
+        self.log = log
+        self.busy = trio.Lock()
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        peer = _peer(stream)
+        try:
+            if self.busy.locked():
+                self.log(f"{peer}: refused its device: {self.plug.udc} already replays one")
+                await refuse_export(stream, OpStatus.DEV_BUSY, timeout=self.options.timeout)
+                return
+            async with self.busy:
+                await self._bridge(stream, peer)
+        except UsbipGadgetError as exc:
+            self.log(f"{peer}: {exc.one_line()}")
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _bridge(self, stream: trio.SocketStream, peer: str) -> None:
+        async with accept_exported_device(stream, timeout=self.options.timeout) as remote:
+            origin = f"{remote.device.busid} from {peer}"
+            await plug_and_bridge(remote, self.plug, origin, self.log, trio.Event())
+
+
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+async def listen(
+    options: ListenOptions,
+    *,
+    log: Log,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Take device offers on ``bind``:``port`` and bridge them, one at a time, until cancelled.
+
+    ``task_status`` receives the port listened on (useful with port 0).
+    """
+    udc = choose_udc(options.udc, list_udcs())
+    try:
+        listeners = await trio.open_tcp_listeners(options.port, host=options.bind)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise TransportError(f"cannot listen on {options.bind}:{options.port}: {reason}") from None
+    port = listeners[0].socket.getsockname()[1]
+    log(f"listening on {options.bind}:{port} for a device to plug into {udc}")
+    task_status.started(port)
+    await trio.serve_listeners(_Listener(options, udc, log).handle, listeners)
+
+
+__all__ = ["DEFAULT_LISTEN", "ListenOptions", "listen"]
