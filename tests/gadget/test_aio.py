@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from usbip_gadget.gadget import _aio as _aio_module
 from usbip_gadget.gadget._aio import Aio, AioUnavailable, open_aio
 
 
@@ -95,3 +96,30 @@ def test_no_table_for_the_machine_means_no_aio(monkeypatch: pytest.MonkeyPatch) 
     assert open_aio() is None
     with pytest.raises(AioUnavailable):
         Aio()
+
+
+@pytest.mark.parametrize(
+    ("machine", "pointer", "io_setup"),
+    [
+        ("x86_64", 8, 206),
+        ("x86_64", 4, 245),  # i386 Python on an x86_64 kernel
+        ("aarch64", 8, 0),
+        ("aarch64", 4, 243),  # 32-bit Raspberry Pi OS on a 64-bit kernel
+        ("armv7l", 4, 243),
+        ("armv6l", 4, 243),  # Raspberry Pi Zero
+    ],
+)
+def test_the_table_is_the_process_abi(
+    monkeypatch: pytest.MonkeyPatch, machine: str, pointer: int, io_setup: int
+) -> None:
+    monkeypatch.setattr("platform.machine", lambda: machine)
+    monkeypatch.setattr("ctypes.sizeof", lambda _type: pointer)
+    assert _aio_module._syscall_numbers()[0] == io_setup
+
+
+@pytest.mark.parametrize(("machine", "pointer"), [("armv7l", 8), ("sparc64", 8), ("mips", 4)])
+def test_no_table_is_guessed(monkeypatch: pytest.MonkeyPatch, machine: str, pointer: int) -> None:
+    monkeypatch.setattr("platform.machine", lambda: machine)
+    monkeypatch.setattr("ctypes.sizeof", lambda _type: pointer)
+    with pytest.raises(AioUnavailable):
+        _aio_module._syscall_numbers()

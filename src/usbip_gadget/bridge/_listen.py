@@ -8,7 +8,6 @@ with OP_REP_EXPORT status "device busy".
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import trio
@@ -17,7 +16,8 @@ from usbip_gadget._errors import TransportError, UsbipGadgetError
 from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._pumps import Log
-from usbip_gadget.client import accept_exported_device, refuse_export
+from usbip_gadget.client import accept_offer, receive_offer, refuse_offer
+from usbip_gadget.client._transport import keep_alive
 from usbip_gadget.gadget import choose_udc, list_udcs
 from usbip_gadget.protocol import DEFAULT_PORT, OpStatus
 
@@ -46,26 +46,26 @@ class _Listener:
     async def handle(self, stream: trio.SocketStream) -> None:
         peer = _peer(stream)
         try:
+            # The offer is read first, so a connection that offers nothing holds nothing.
+            offer = await receive_offer(stream, timeout=self.options.timeout)
             if self.busy.locked():
                 self.log(f"{peer}: refused its device: {self.plug.udc} already replays one")
-                await refuse_export(stream, OpStatus.DEV_BUSY, timeout=self.options.timeout)
+                await refuse_offer(stream, offer, OpStatus.DEV_BUSY)
                 return
-            async with self.busy:
-                await self._bridge(stream, peer)
+            async with self.busy, accept_offer(stream, offer) as remote:
+                origin = f"{remote.device.busid} from {peer}"
+                await plug_and_bridge(remote, self.plug, origin, self.log, trio.Event())
         except UsbipGadgetError as exc:
             self.log(f"{peer}: {exc.one_line()}")
+        except Exception as exc:  # one offer's failure must not end listen
+            self.log(f"{peer}: internal error: {type(exc).__name__}: {exc}")
         finally:
             await trio.aclose_forcefully(stream)
-
-    async def _bridge(self, stream: trio.SocketStream, peer: str) -> None:
-        async with accept_exported_device(stream, timeout=self.options.timeout) as remote:
-            origin = f"{remote.device.busid} from {peer}"
-            await plug_and_bridge(remote, self.plug, origin, self.log, trio.Event())
 
 
 def _peer(stream: trio.SocketStream) -> str:
     try:
-        stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        keep_alive(stream)
         host, port = stream.socket.getpeername()[:2]
     except OSError:
         return "?"

@@ -3,23 +3,29 @@
 from usbip_gadget.client._enumerate import enumerate_device
 from usbip_gadget.client._operations import DeviceSummary, describe, fetch_devlist, summarize
 from usbip_gadget.client._remote import (
+    ExportOffer,
     RemoteDevice,
     Urb,
     UrbResult,
     accept_exported_device,
+    accept_offer,
     list_devices,
     open_remote_device,
+    receive_offer,
     refuse_export,
+    refuse_offer,
     unpack_iso_in,
 )
 from usbip_gadget.client._transport import open_connection, parse_address
 
 __all__ = [
     "DeviceSummary",
+    "ExportOffer",
     "RemoteDevice",
     "Urb",
     "UrbResult",
     "accept_exported_device",
+    "accept_offer",
     "describe",
     "enumerate_device",
     "fetch_devlist",
@@ -27,7 +33,9 @@ __all__ = [
     "open_connection",
     "open_remote_device",
     "parse_address",
+    "receive_offer",
     "refuse_export",
+    "refuse_offer",
     "summarize",
     "unpack_iso_in",
 ]

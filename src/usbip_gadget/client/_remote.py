@@ -155,25 +155,37 @@ async def open_remote_device(
                 nursery.cancel_scope.cancel()
 
 
-@asynccontextmanager
-async def accept_exported_device(
-    stream: trio.abc.Stream, *, timeout: float = 10.0, unlink_timeout: float = 1.0
-) -> AsyncIterator[RemoteDevice]:
-    """The "connect" direction: take the OP_REQ_EXPORT a device side sends on ``stream``,
-    accept it with OP_REP_EXPORT, and serve its URB traffic until the block ends.
+@dataclass(frozen=True)
+class ExportOffer:
+    """An OP_REQ_EXPORT received and not yet answered (``accept_offer`` or ``refuse_offer``)."""
 
-    The device side may withdraw it later with OP_REQ_UNEXPORT, which the reader answers and
-    reports as a ``TransportError``, like a closed connection.
-    """
+    conn: Connection
+    device: UsbDevice
+
+
+async def receive_offer(stream: trio.abc.Stream, *, timeout: float = 10.0) -> ExportOffer:
+    """The "connect" direction: the OP_REQ_EXPORT a device side sends first on ``stream``."""
     conn = Connection(Role.HOST)
     request = await _first_op(stream, conn, timeout, "no device offered")
     if not isinstance(request, ExportRequest):
         raise RemoteProtocolError(f"expected OP_REQ_EXPORT, got {type(request).__name__}")
+    return ExportOffer(conn, request.device)
+
+
+@asynccontextmanager
+async def accept_offer(
+    stream: trio.abc.Stream, offer: ExportOffer, *, unlink_timeout: float = 1.0
+) -> AsyncIterator[RemoteDevice]:
+    """Accept ``offer`` with OP_REP_EXPORT and serve its URB traffic until the block ends.
+
+    The device side may withdraw it later with OP_REQ_UNEXPORT, which the reader answers and
+    reports as a ``TransportError``, like a closed connection.
+    """
     with map_transport_errors("cannot answer the export"):
-        await stream.send_all(conn.send(ExportReply()))
+        await stream.send_all(offer.conn.send(ExportReply()))
     with collapse_single():
         async with trio.open_nursery() as nursery:
-            device = RemoteDevice(stream, conn, request.device, unlink_timeout=unlink_timeout)
+            device = RemoteDevice(stream, offer.conn, offer.device, unlink_timeout=unlink_timeout)
             await nursery.start(device.run_reader)
             try:
                 yield device
@@ -181,13 +193,25 @@ async def accept_exported_device(
                 nursery.cancel_scope.cancel()
 
 
+async def refuse_offer(stream: trio.abc.Stream, offer: ExportOffer, status: OpStatus) -> None:
+    """Answer ``offer`` with a failure ``status``."""
+    with map_transport_errors("cannot answer the export"):
+        await stream.send_all(offer.conn.send(ExportReply(status)))
+
+
+@asynccontextmanager
+async def accept_exported_device(
+    stream: trio.abc.Stream, *, timeout: float = 10.0, unlink_timeout: float = 1.0
+) -> AsyncIterator[RemoteDevice]:
+    """``receive_offer`` then ``accept_offer``."""
+    offer = await receive_offer(stream, timeout=timeout)
+    async with accept_offer(stream, offer, unlink_timeout=unlink_timeout) as device:
+        yield device
+
+
 async def refuse_export(stream: trio.abc.Stream, status: OpStatus, *, timeout: float) -> None:
-    """Answer the OP_REQ_EXPORT on ``stream`` with a failure ``status``."""
-    conn = Connection(Role.HOST)
-    request = await _first_op(stream, conn, timeout, "no device offered")
-    if isinstance(request, ExportRequest):
-        with map_transport_errors("cannot answer the export"):
-            await stream.send_all(conn.send(ExportReply(status)))
+    """``receive_offer`` then ``refuse_offer``."""
+    await refuse_offer(stream, await receive_offer(stream, timeout=timeout), status)
 
 
 async def _first_op(

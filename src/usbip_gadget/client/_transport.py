@@ -58,10 +58,35 @@ def parse_address(address: str, default_port: int = DEFAULT_PORT) -> tuple[str, 
     return host, int(port_text)
 
 
+# A peer that vanished (power cut, NAT mapping gone) is noticed after about 30 s of silence
+# instead of Linux's default two hours: an idle device (a keyboard nobody types on) sends
+# nothing that would notice it otherwise, and holds the device or the controller meanwhile.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 15, 5, 3
+
+
+def keep_alive(stream: trio.SocketStream) -> None:
+    """TCP keepalive on ``stream`` with the timings above (where the platform has them)."""
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, option, value in options:
+        try:
+            stream.setsockopt(level, option, value)
+        except OSError:
+            return  # already reset by the peer: the next read or write will say so
+
+
 async def open_connection(host: str, port: int, *, timeout: float) -> trio.SocketStream:
-    """Connect to a USB/IP server within ``timeout`` seconds."""
+    """Connect to a USB/IP server within ``timeout`` seconds (with ``keep_alive``)."""
     what = f"cannot connect to {host}:{port}"
     with trio.move_on_after(timeout) as scope, map_transport_errors(what):
-        return await trio.open_tcp_stream(host, port)
+        stream = await trio.open_tcp_stream(host, port)
+        keep_alive(stream)
+        return stream
     assert scope.cancelled_caught
     raise UsbipTimeout(f"{what}: no answer within {timeout:g} s")

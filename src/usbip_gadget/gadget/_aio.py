@@ -30,12 +30,16 @@ _ARM = (243, 244, 246, 247, 245)  # arch/arm/tools/syscall.tbl (EABI)
 _SYSCALLS = {
     "x86_64": (206, 207, 209, 210, 208),
     "i686": (245, 246, 248, 249, 247),
+    "i386": (245, 246, 248, 249, 247),
     "aarch64": _GENERIC,
     "riscv64": _GENERIC,
     "armv6l": _ARM,
     "armv7l": _ARM,
     "armv8l": _ARM,
 }
+# What a 32-bit process on each 64-bit kernel is. (x32 processes are not told apart from i386
+# ones; no distribution ships Python for x32.)
+_BITS32 = {"x86_64": "i686", "aarch64": "armv7l"}
 _IOCB_CMD_PREAD = 0
 _IOCB_CMD_PWRITE = 1
 _IOCB_FLAG_RESFD = 1
@@ -85,7 +89,14 @@ class _Request:
 
 
 def _syscall_numbers() -> tuple[int, int, int, int, int]:
-    numbers = _SYSCALLS.get(platform.machine())
+    """The table of this process's ABI: a 32-bit Python on a 64-bit kernel (Raspberry Pi OS
+    on a 64-bit kernel, i386 on x86_64) makes 32-bit system calls."""
+    machine = platform.machine()
+    if ctypes.sizeof(ctypes.c_void_p) == 4:
+        machine = _BITS32.get(machine, machine)
+    elif machine in _BITS32.values() or machine.startswith("arm"):
+        machine = "?"  # a 64-bit process claiming a 32-bit machine: do not guess
+    numbers = _SYSCALLS.get(machine)
     if numbers is None or sys.byteorder != "little":
         raise AioUnavailable(errno.ENOSYS, f"no native AIO table for {platform.machine()}")
     return numbers
@@ -104,7 +115,11 @@ class Aio:
         if self._syscall(self._setup, capacity, ctypes.byref(self._context)) < 0:
             code = ctypes.get_errno()
             raise AioUnavailable(code, f"io_setup: {os.strerror(code)}")
-        self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            self._eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        except OSError:
+            self._syscall(self._destroy, self._context)
+            raise
         self._capacity = capacity
         self._events = (_IoEvent * capacity)()
         self._pending: dict[int, _Request] = {}

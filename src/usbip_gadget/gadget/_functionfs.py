@@ -239,13 +239,14 @@ async def open_functionfs_gadget(
     strings, string_map = build_strings(snapshot.strings, string_indexes(config))
     blob = build_descriptors(config, speed=snapshot.speed, flags=FLAGS, strings=string_map)
     mount = mount_root / name
-    aio = open_aio()
     with ConfigfsGadget(snapshot, name, root=root, replace=True) as gadget:
         gadget.add_function("ffs", name, config.b_configuration_value)
         mount.mkdir(parents=True, exist_ok=True)
         _mount(name, mount)
         fds: list[int] = []
+        aio: Aio | None = None
         try:
+            aio = open_aio()
             ep0 = _open(mount / "ep0", fds)
             _write_blob(ep0, blob, "descriptors", mount)
             _write_blob(ep0, strings, "strings", mount)

@@ -47,6 +47,8 @@ async def connect(
                 await server.export_to(stream, busid, peer)
         except UsbipGadgetError as exc:
             log(exc.one_line())
+        except Exception as exc:  # a bug in one session must not end the retries
+            log(f"internal error: {type(exc).__name__}: {exc}")
         if trio.current_time() - began > LAST_RETRY_S:
             delay = first_retry  # it was served for a while: the peer is back to normal
         log(f"offering {busid} to {peer} again in {delay:g} s")

@@ -20,7 +20,8 @@ import contextlib
 import ctypes
 import errno
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,45 @@ def _ms(timeout: float) -> int:
     return max(1, round(timeout * 1000))  # 0 would mean "no timeout" to libusb
 
 
+class _SharedLock:
+    """Transfers share the libusb handle; a reset or a configuration change has it alone.
+
+    pyusb's reset closes the handle and set_configuration swaps the interfaces, so a transfer
+    running meanwhile would use a freed handle or fail as if the device were gone. Transfers
+    are bounded slices, so a change waits at most one slice for them.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._sharers = 0
+        self._owned = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._owned)
+            self._sharers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._sharers -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._owned)
+            self._owned = True
+            self._cond.wait_for(lambda: self._sharers == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._owned = False
+                self._cond.notify_all()
+
+
 class PyusbDevice:
     """A claimed device: its interfaces claimed, their kernel drivers detached."""
 
@@ -192,6 +232,7 @@ class PyusbDevice:
         self._detached: set[int] = set()
         self._alternates: dict[int, int] = {}
         self._endpoints: dict[int, EndpointInfo] = {}
+        self._lock = _SharedLock()
 
     @classmethod
     def open(cls, dev: Any, busid: str, lib: Any) -> PyusbDevice:
@@ -258,10 +299,11 @@ class PyusbDevice:
     def control(self, setup: SetupPacket, data: bytes, timeout: float) -> Moved:
         stage: int | bytes = setup.w_length if setup.is_in else data
         try:
-            result = self._dev.ctrl_transfer(
-                setup.bm_request_type, setup.b_request, setup.w_value, setup.w_index, stage,
-                _ms(timeout),
-            )  # fmt: skip
+            with self._lock.shared():
+                result = self._dev.ctrl_transfer(
+                    setup.bm_request_type, setup.b_request, setup.w_value, setup.w_index, stage,
+                    _ms(timeout),
+                )  # fmt: skip
         except _ERRORS as exc:
             return Moved(usb_error_status(exc))
         if setup.is_in:
@@ -286,16 +328,21 @@ class PyusbDevice:
         interrupt = endpoint.transfer_type == TransferType.INTERRUPT
         call = self._lib.libusb_interrupt_transfer if interrupt else self._lib.libusb_bulk_transfer
         moved = ctypes.c_int(0)
-        try:
-            handle = self._dev._ctx.managed_open().handle  # pyusb's libusb_device_handle
-        except _ERRORS as exc:
-            return (-4 if usb_error_status(exc) == -errno.ENODEV else -1), 0
-        code = call(handle, address, buffer, length, ctypes.byref(moved), _ms(timeout))
+        with self._lock.shared():  # the handle stays open until the call returns
+            try:
+                handle = self._dev._ctx.managed_open().handle  # pyusb's libusb_device_handle
+            except _ERRORS as exc:
+                return (-4 if usb_error_status(exc) == -errno.ENODEV else -1), 0
+            code = call(handle, address, buffer, length, ctypes.byref(moved), _ms(timeout))
         return int(code), moved.value
 
     # ------------------------------------------------------------ standard requests
 
     def set_configuration(self, value: int) -> int:
+        with self._lock.exclusive():
+            return self._set_configuration_alone(value)
+
+    def _set_configuration_alone(self, value: int) -> int:
         try:
             self._release_all()
             self._dev.set_configuration(value)
@@ -307,6 +354,10 @@ class PyusbDevice:
         return 0
 
     def set_interface(self, interface: int, alternate: int) -> int:
+        with self._lock.exclusive():
+            return self._set_interface_alone(interface, alternate)
+
+    def _set_interface_alone(self, interface: int, alternate: int) -> int:
         try:
             self._dev.set_interface_altsetting(interface, alternate)
             self._alternates[interface] = alternate
@@ -317,12 +368,17 @@ class PyusbDevice:
 
     def clear_halt(self, address: int) -> int:
         try:
-            self._dev.clear_halt(address)
+            with self._lock.shared():
+                self._dev.clear_halt(address)
         except _ERRORS as exc:
             return usb_error_status(exc)
         return 0
 
     def reset(self) -> int:
+        with self._lock.exclusive():
+            return self._reset_alone()
+
+    def _reset_alone(self) -> int:
         try:
             self._claimed.clear()  # pyusb releases the interfaces and closes the handle
             self._dev.reset()
@@ -334,6 +390,10 @@ class PyusbDevice:
         return 0
 
     def close(self) -> None:
+        with self._lock.exclusive():
+            self._close_alone()
+
+    def _close_alone(self) -> None:
         self._release_all()
         for number in sorted(self._detached):
             with contextlib.suppress(*_ERRORS):  # gone, or no driver wants it

@@ -9,7 +9,6 @@ in one line and its connection is closed.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -17,6 +16,7 @@ from functools import partial
 import trio
 
 from usbip_gadget._errors import ImportRefused, TransportError, UsbipGadgetError, UsbipTimeout
+from usbip_gadget.client._transport import keep_alive
 from usbip_gadget.protocol import (
     DEFAULT_PORT,
     NEED_DATA,
@@ -163,7 +163,7 @@ class Server:
         try:
             await _send(stream, conn, ExportRequest(claim.entry.device))
             reply = await self._first_request(stream, conn)
-            if not isinstance(reply, ExportReply) or reply.status != OpStatus.OK:
+            if not isinstance(reply, ExportReply) or reply.status or reply.returncode:
                 raise ImportRefused(f"{peer} refused {name}: {_refusal(reply)}")
             self._log(f"exported {name} to {peer}")
             reason = "the exporter stopped"
@@ -231,7 +231,7 @@ class Server:
         """``handle`` for an accepted TCP connection (keepalive on: dead peers are noticed)."""
         peer = "?"
         try:
-            stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            keep_alive(stream)
             peer = format_address(stream.socket.getpeername())
         except OSError:
             pass  # already reset by the peer: handle() will find out
@@ -241,8 +241,10 @@ class Server:
 def _refusal(reply: Message | None) -> str:
     if reply is None:
         return "connection closed"
-    if isinstance(reply, ExportReply):
+    if isinstance(reply, ExportReply) and reply.status:
         return OpStatus.describe(reply.status)
+    if isinstance(reply, ExportReply):
+        return f"return code {reply.returncode}"
     return f"answered {type(reply).__name__}"
 
 

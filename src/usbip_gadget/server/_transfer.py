@@ -134,11 +134,18 @@ async def _read(device: LocalDevice, cmd: CmdSubmit, endpoint: EndpointInfo, run
         call = partial(device.read, endpoint.address, want, run.slice)
         moved = await run.threads.run(call)
         got += moved.data
+        if moved.status == ETIMEDOUT and _ended(moved.data, len(got), total, endpoint):
+            return Moved.received(bytes(got), 0)  # it completed as the time ran out
         full_chunk = moved.status == 0 and len(moved.data) == want and len(got) < total
         if moved.status != ETIMEDOUT and not full_chunk:
             return Moved.received(bytes(got), moved.status)
         if run.stop():
             return Moved.received(bytes(got), ECONNRESET)
+
+
+def _ended(data: bytes, got: int, total: int, endpoint: EndpointInfo) -> bool:
+    """Whether a read that timed out had in fact finished: all taken, or a short packet."""
+    return (got == total and total > 0) or len(data) % max(1, endpoint.max_packet) != 0
 
 
 async def _write(device: LocalDevice, cmd: CmdSubmit, endpoint: EndpointInfo, run: _Run) -> Moved:
@@ -158,8 +165,12 @@ async def _send(device: LocalDevice, endpoint: EndpointInfo, data: bytes, run: _
         call = partial(device.write, endpoint.address, data[sent : sent + chunk], run.slice)
         moved = await run.threads.run(call)
         sent += moved.length
-        finished = moved.status == 0 and sent >= len(data)
-        if finished or moved.status not in (0, ETIMEDOUT):
+        # A timeout that came with everything sent completed as the time ran out (a ZLP,
+        # which moves nothing, did not go out then).
+        done = moved.status == 0 or (moved.status == ETIMEDOUT and len(data) > 0)
+        if done and sent >= len(data):
+            return Moved(0, length=sent)
+        if moved.status not in (0, ETIMEDOUT):
             return Moved(moved.status, length=sent)
         if run.stop():
             return Moved(ECONNRESET, length=sent)
