@@ -150,3 +150,40 @@ def test_serve_to_our_bridge(backing_file: tuple[Path, bytes], tmp_path: Path) -
                 lambda: "released" in server.text(), STOP_TIMEOUT_S, "serve logging the release"
             )
         _usb_storage_back_on(source.device)
+
+
+@pytest.mark.timeout(400)
+def test_a_served_device_pulled_out_ends_the_session(
+    backing_file: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """The source's UDC is unbound under an idle bridged session: serve ends it, the bridge
+    unplugs its gadget, and the device is neither listed nor importable any more."""
+    image, _content = backing_file
+    with _gadget.storage_gadget(image) as source:
+        vid, pid = source.spec.vid, source.spec.pid
+        with served(source.busid, tmp_path / "serve.log") as server:
+            attach_log = tmp_path / "attach.log"
+            with _bridge.bridged(server.address, source.busid, vid, pid, attach_log) as bridge:
+                _sysfs.wait_for(
+                    lambda: _sysfs.first_path(_sysfs.block_devices(bridge.device)),
+                    DRIVER_TIMEOUT_S,
+                    "a disk on the bridge",
+                )
+                (source.path / "UDC").write_text("\n")  # pulled out of bus 1
+                try:
+                    _sysfs.wait_until(
+                        lambda: "device unplugged" in server.text(),
+                        10.0,
+                        "serve ending the session",
+                    )
+                    _sysfs.wait_until(lambda: bridge.find() is None, 10.0, "the bridge unplugged")
+                    assert _usbip.exportable(_usbip.LOOPBACK, SERVE_PORT) == {}
+                    done = subprocess.run(
+                        [str(_bridge.CLI), "describe", server.address, source.busid],
+                        capture_output=True, text=True, timeout=120, check=False,
+                    )  # fmt: skip
+                    assert done.returncode == 1, done
+                    assert done.stderr.strip().count("\n") == 0, done.stderr
+                    assert f"cannot import {source.busid}" in done.stderr
+                finally:
+                    (source.path / "UDC").write_text(source.udc)  # back in for the teardown

@@ -329,3 +329,15 @@ def test_control_transfers_and_standard_requests() -> None:
     assert device.set_interface(0, 3) == -errno.EINVAL
     device.close()
     assert stub.drivers == {0, 1}  # both interfaces that were detached are offered back
+
+
+@pytest.mark.parametrize(("devnum", "plugged"), [("5\n", True), ("6\n", False), (None, False)])
+def test_plugged_is_the_same_device_number_at_the_same_port(
+    tmp_path: Path, devnum: str | None, plugged: bool
+) -> None:
+    device_dir = tmp_path / "bus" / "usb" / "devices" / "1-1"
+    device_dir.mkdir(parents=True)
+    if devnum is not None:
+        (device_dir / "devnum").write_text(devnum)
+    device = PyusbDevice.open(StubDevice(two_configs()), "1-1", StubLib(), tmp_path)
+    assert device.plugged() is plugged  # the stub device has address 5

@@ -392,6 +392,20 @@ async def test_unplug_seen_by_our_client() -> None:
                     await remote.transfer_in(1, 8)
 
 
+async def test_an_idle_device_pulled_out_ends_its_session() -> None:
+    """Nothing in flight, so no transfer fails: the presence check ends the session."""
+    k = keyboard()
+    async with bed(k) as b:
+        with trio.fail_after(5):
+            async with b.imported("1-2") as remote:
+                await trio.testing.wait_all_tasks_blocked()
+                k.unplug()
+                await remote.closed.wait()
+            await b.done["client"].wait()
+    assert b.lines("released 1-2") == ["released 1-2 (1234:abcd) from client: device unplugged"]
+    assert not k.claimed
+
+
 async def _unplug_when_blocked(device: FakeDevice) -> None:
     await trio.testing.wait_all_tasks_blocked()
     device.unplug()

@@ -135,6 +135,9 @@ class FakeDevice:
                 self._out_credit[address] = packets
             self._cond.notify_all()
 
+    def plugged(self) -> bool:
+        return self.present
+
     def unplug(self) -> None:
         with self._cond:
             self.present = False

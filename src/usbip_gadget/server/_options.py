@@ -18,6 +18,8 @@ class ServeOptions:
     - ``chunk``: the most one device call moves; longer URBs take several calls (rounded to
       whole packets, so the transfer is the same). Bounds the USB stack's buffers (usbfs
       allows 16 MiB in all by default).
+    - ``presence_interval``: how often a session checks that its device is still plugged in
+      (an idle device says nothing when it is pulled out).
     - ``op_timeout``: how long a new connection may take to send its request.
     - ``send_timeout``: a client that takes no data for this long is dropped.
     - ``max_transfer``, ``max_in_flight``, ``max_pending_bytes``: a client asking for a
@@ -28,6 +30,7 @@ class ServeOptions:
     slice_timeout: float = 0.1
     control_timeout: float = 5.0
     chunk: int = 1024 * 1024
+    presence_interval: float = 0.5
     op_timeout: float = 30.0
     send_timeout: float = 30.0
     max_transfer: int = DEFAULT_MAX_TRANSFER

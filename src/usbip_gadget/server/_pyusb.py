@@ -165,7 +165,7 @@ class PyusbSource:
     def open(self, busid: str) -> PyusbDevice:
         for dev in self._find():
             if busid_of(dev) == busid:
-                return PyusbDevice.open(dev, busid, self._backend.lib)
+                return PyusbDevice.open(dev, busid, self._backend.lib, self._sysfs)
         raise ExportError(f"{busid}: no such device", gone=True)
 
 
@@ -226,8 +226,10 @@ class _SharedLock:
 class PyusbDevice:
     """A claimed device: its interfaces claimed, their kernel drivers detached."""
 
-    def __init__(self, dev: Any, busid: str, lib: Any) -> None:
+    def __init__(self, dev: Any, busid: str, lib: Any, sysfs: Path = Path("/sys")) -> None:
         self._dev, self._busid, self._lib = dev, busid, lib
+        self._devnum_file = sysfs / "bus" / "usb" / "devices" / busid / "devnum"
+        self._devnum = str(int(dev.address))
         self._claimed: set[int] = set()
         self._detached: set[int] = set()
         self._alternates: dict[int, int] = {}
@@ -235,8 +237,8 @@ class PyusbDevice:
         self._lock = _SharedLock()
 
     @classmethod
-    def open(cls, dev: Any, busid: str, lib: Any) -> PyusbDevice:
-        device = cls(dev, busid, lib)
+    def open(cls, dev: Any, busid: str, lib: Any, sysfs: Path = Path("/sys")) -> PyusbDevice:
+        device = cls(dev, busid, lib, sysfs)
         try:
             device._claim_all()
         except _ERRORS as exc:
@@ -388,6 +390,13 @@ class PyusbDevice:
             # NOT_FOUND: the device came back as another device (its descriptors changed).
             return -errno.ENODEV if status == -errno.ENOENT else status
         return 0
+
+    def plugged(self) -> bool:
+        # The same device number at the same port: a device plugged in again gets a new one.
+        try:
+            return self._devnum_file.read_text(encoding="ascii").strip() == self._devnum
+        except OSError:
+            return False
 
     def close(self) -> None:
         with self._lock.exclusive():

@@ -111,6 +111,14 @@ class LocalDevice(Protocol):
         """A port reset of the device; its configuration is restored; a status."""
         ...
 
+    def plugged(self) -> bool:
+        """Whether the device is still there: cheap, no I/O to the device, any thread.
+
+        A device that is not being used says nothing when it is pulled out; the server asks
+        this now and then so that the session ends anyway.
+        """
+        ...
+
     def close(self) -> None:
         """Release the device and give its interfaces back to the kernel. Never raises."""
         ...

@@ -103,12 +103,14 @@ class UrbPhase:
         self._unplugged = False
         self._iso_noted = False
         self._reader = trio.CancelScope()
+        self._watcher = trio.CancelScope()
         self._workers: trio.Nursery | None = None
 
     async def run(self) -> str:
         """Serve until the URB phase ends; why it ended, in a few words."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write_loop)
+            nursery.start_soon(self._watch_presence)
             async with trio.open_nursery() as workers:
                 self._workers = workers
                 await self._read_loop()
@@ -116,9 +118,19 @@ class UrbPhase:
                     self._drain(workers.cancel_scope)
                 else:  # the client left or broke the rules: abandon everything
                     nursery.cancel_scope.cancel()
+            self._watcher.cancel()
             self._outbox.close()  # the writer sends what is left, then ends
             nursery.cancel_scope.deadline = trio.current_time() + self._options.send_timeout
         return self._reason or "ended"
+
+    async def _watch_presence(self) -> None:
+        """End the session when the device is pulled out, even if nothing is in flight."""
+        with self._watcher:
+            while self._device.plugged():  # noqa: ASYNC110 - sysfs gives no change event
+                await trio.sleep(self._options.presence_interval)
+            if not self._unplugged:
+                self._unplugged = True
+                self._end("device unplugged")
 
     def _drain(self, workers: trio.CancelScope) -> None:
         """After an unplug, let the workers answer what is queued (each ends -ENODEV)."""
