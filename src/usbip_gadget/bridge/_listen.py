@@ -8,6 +8,7 @@ with OP_REP_EXPORT status "device busy".
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -16,7 +17,7 @@ from usbip_gadget._errors import TransportError, UsbipGadgetError
 from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._pumps import Log
-from usbip_gadget.client import accept_offer, receive_offer, refuse_offer
+from usbip_gadget.client import RemoteDevice, accept_offer, receive_offer, refuse_offer
 from usbip_gadget.client._transport import keep_alive
 from usbip_gadget.gadget import choose_udc, list_udcs
 from usbip_gadget.protocol import DEFAULT_PORT, OpStatus
@@ -36,14 +37,23 @@ class ListenOptions:
     timeout: float = 10.0
 
 
-class _Listener:
-    def __init__(self, options: ListenOptions, udc: str, log: Log) -> None:
+BridgeFn = Callable[[RemoteDevice, Plug, str, Log, trio.Event], Awaitable[None]]
+
+
+class Listener:
+    """Handles the connections of ``listen``: one offer bridged at a time (``bridge``, by
+    default ``plug_and_bridge``), the others refused."""
+
+    def __init__(
+        self, options: ListenOptions, udc: str, log: Log, bridge: BridgeFn = plug_and_bridge
+    ) -> None:
         self.options = options
         self.plug = Plug(udc, options.name, options.depth, options.timeout)
         self.log = log
+        self.bridge = bridge
         self.busy = trio.Lock()
 
-    async def handle(self, stream: trio.SocketStream) -> None:
+    async def handle(self, stream: trio.abc.Stream) -> None:
         peer = _peer(stream)
         try:
             # The offer is read first, so a connection that offers nothing holds nothing.
@@ -54,7 +64,7 @@ class _Listener:
                 return
             async with self.busy, accept_offer(stream, offer) as remote:
                 origin = f"{remote.device.busid} from {peer}"
-                await plug_and_bridge(remote, self.plug, origin, self.log, trio.Event())
+                await self.bridge(remote, self.plug, origin, self.log, trio.Event())
         except UsbipGadgetError as exc:
             self.log(f"{peer}: {exc.one_line()}")
         except Exception as exc:  # one offer's failure must not end listen
@@ -63,7 +73,9 @@ class _Listener:
             await trio.aclose_forcefully(stream)
 
 
-def _peer(stream: trio.SocketStream) -> str:
+def _peer(stream: trio.abc.Stream) -> str:
+    if not isinstance(stream, trio.SocketStream):
+        return "peer"
     try:
         keep_alive(stream)
         host, port = stream.socket.getpeername()[:2]
@@ -91,7 +103,7 @@ async def listen(
     port = listeners[0].socket.getsockname()[1]
     log(f"listening on {options.bind}:{port} for a device to plug into {udc}")
     task_status.started(port)
-    await trio.serve_listeners(_Listener(options, udc, log).handle, listeners)
+    await trio.serve_listeners(Listener(options, udc, log).handle, listeners)
 
 
-__all__ = ["DEFAULT_LISTEN", "ListenOptions", "listen"]
+__all__ = ["DEFAULT_LISTEN", "ListenOptions", "Listener", "listen"]
