@@ -89,14 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_attach.add_argument("server", metavar="HOST[:PORT]")
     p_attach.add_argument("busid")
-    p_attach.add_argument("--udc", help="the controller to plug into (default: the only one)")
-    p_attach.add_argument(
-        "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
-    )
-    p_attach.add_argument(
-        "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
-        help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
-    )  # fmt: skip
+    _add_gadget_options(p_attach)
     p_attach.add_argument(
         "--reconnect", action="store_true", help="when the device goes away, wait for it"
     )
@@ -122,6 +115,18 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     )  # fmt: skip
 
 
+def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how a bridged device is replayed (attach, listen)."""
+    parser.add_argument("--udc", help="the controller to plug into (default: the only one)")
+    parser.add_argument(
+        "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
+    )
+    parser.add_argument(
+        "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
+        help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
+    )  # fmt: skip
+
+
 def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     p_listen = sub.add_parser(
         "listen", help="wait for a device side to offer a device (connect), and bridge it"
@@ -131,14 +136,7 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         help=f"address to listen on (default {DEFAULT_LISTEN}: this machine only)",
     )  # fmt: skip
     p_listen.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
-    p_listen.add_argument("--udc", help="the controller to plug into (default: the only one)")
-    p_listen.add_argument(
-        "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
-    )
-    p_listen.add_argument(
-        "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
-        help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
-    )  # fmt: skip
+    _add_gadget_options(p_listen)
     p_connect = sub.add_parser(
         "connect", help="offer a local USB device to a listening gadget side, and serve it"
     )

@@ -40,10 +40,47 @@ class Bridged:
         return _sysfs.configured_device(self.buses, self.vid, self.pid)
 
 
-def start(server: str, busid: str, log: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-    argv = [str(CLI), "attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bridge", *extra]
+def start_cli(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """``usbip-gadget ARGV...`` in the background, its output appended to ``log``."""
     with open(log, "ab") as sink:
-        return subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        return subprocess.Popen([str(CLI), *argv], stdout=sink, stderr=subprocess.STDOUT)
+
+
+def terminate(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then SIGKILL if it is still there after STOP_TIMEOUT_S; its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@contextlib.contextmanager
+def running(argv: Sequence[str], log: Path, record: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A CLI process for the block; SIGTERM must end it with 0. Its output is added to a
+    failure, and kept in build/kernel/RECORD.log."""
+    process = start_cli(argv, log)
+    try:
+        yield process
+    except BaseException as exc:
+        exc.add_note(f"{argv[0]}'s output:\n{log.read_text(errors='replace')}")
+        raise
+    finally:
+        code = terminate(process)
+        out = os.environ.get("KERNEL_TIER_OUT")
+        if out:
+            with open(Path(out) / f"{record}.log", "a") as kept:
+                kept.write(f"--- {' '.join(argv)}\n{log.read_text(errors='replace')}")
+    assert code == 0, f"{argv[0]} exited {code}: {log.read_text(errors='replace')}"
+
+
+def start(server: str, busid: str, log: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    return start_cli(
+        ["attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bridge", *extra], log
+    )
 
 
 def wait_plugged(bridged: Bridged, timeout: float = PLUG_TIMEOUT_S) -> Path:
@@ -59,12 +96,7 @@ def stop(bridged: Bridged) -> None:
     """SIGTERM, and record how long the process took to exit and its exit code."""
     if bridged.process.poll() is None:
         began = time.monotonic()
-        bridged.process.send_signal(signal.SIGTERM)
-        try:
-            bridged.process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            bridged.process.kill()
-            bridged.process.wait()
+        terminate(bridged.process)
         bridged.stop_seconds = time.monotonic() - began
     bridged.exit_code = bridged.process.returncode
 

@@ -6,12 +6,8 @@ dummy bus; the host on bus 2 gets the bridged disk. Killing ``connect`` unplugs 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,43 +19,8 @@ pytestmark = pytest.mark.kernel
 LISTEN_PORT = 3260
 START_TIMEOUT_S = 90.0  # the CLI's imports alone take about 10 s over 9p under TCG
 PLUG_TIMEOUT_S = 90.0
-STOP_TIMEOUT_S = 15.0
 UNPLUG_BOUND_S = 1.5  # the goal is 1 s; the host's hub poll adds its own moments
 DRIVER_TIMEOUT_S = 60.0
-
-
-def _start(argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as sink:
-        return subprocess.Popen([str(_bridge.CLI), *argv], stdout=sink, stderr=subprocess.STDOUT)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
-@contextlib.contextmanager
-def _running(argv: Sequence[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A CLI process for the block; SIGTERM must end it with 0. Its log is kept."""
-    process = _start(argv, log)
-    try:
-        yield process
-    except BaseException as exc:
-        exc.add_note(f"{argv[0]}'s output:\n{log.read_text(errors='replace')}")
-        raise
-    finally:
-        code = _stop(process)
-        out = os.environ.get("KERNEL_TIER_OUT")
-        if out:  # kept for the record: build/kernel/connect.log
-            with open(Path(out) / "connect.log", "a") as record:
-                record.write(f"--- {' '.join(argv)}\n{log.read_text(errors='replace')}")
-    assert code == 0, f"{argv[0]} exited {code}: {log.read_text(errors='replace')}"
 
 
 def _bridged_disk(vid: int, pid: int) -> Path:
@@ -84,13 +45,15 @@ def test_connect_to_listen_plugs_and_a_killed_connect_unplugs(
         vid, pid = source.spec.vid, source.spec.pid
         listen_argv = ["listen", "--port", str(LISTEN_PORT), "--udc", _bridge.BRIDGE_UDC]
         connect_argv = ["connect", f"{_usbip.LOOPBACK}:{LISTEN_PORT}", source.busid]
-        with _running([*listen_argv, "--name", "listen"], tmp_path / "listen.log") as listener:
+        with _bridge.running(
+            [*listen_argv, "--name", "listen"], tmp_path / "listen.log", "connect"
+        ) as listener:
             _sysfs.wait_until(
                 lambda: listener.poll() is not None or _usbip.listening(LISTEN_PORT),
                 START_TIMEOUT_S,
                 f"listen on port {LISTEN_PORT}",
             )
-            first = _start(connect_argv, tmp_path / "connect-1.log")
+            first = _bridge.start_cli(connect_argv, tmp_path / "connect-1.log")
             try:
                 disk = _bridged_disk(vid, pid)
                 read_back = _devio.read_disk(disk, len(content))
@@ -112,7 +75,7 @@ def test_connect_to_listen_plugs_and_a_killed_connect_unplugs(
                 )
             assert seconds < UNPLUG_BOUND_S, seconds
             # The same device offered again by a new connect is plugged again.
-            with _running(connect_argv, tmp_path / "connect-2.log"):
+            with _bridge.running(connect_argv, tmp_path / "connect-2.log", "connect"):
                 disk = _bridged_disk(vid, pid)
                 assert _devio.disk_size(disk) == len(content)
                 assert _devio.read_disk(disk, 4096) == content[:4096]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -38,11 +37,9 @@ class Served:
 @contextlib.contextmanager
 def served(busid: str, log: Path) -> Iterator[Served]:
     """``serve --busid BUSID`` on SERVE_PORT for the block; SIGTERM must end it with 0."""
-    argv = [str(_bridge.CLI), "serve", "--busid", busid, "--port", str(SERVE_PORT)]
-    with open(log, "ab") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
-    state = Served(process, log, f"{_usbip.LOOPBACK}:{SERVE_PORT}")
-    try:
+    argv = ["serve", "--busid", busid, "--port", str(SERVE_PORT)]
+    with _bridge.running(argv, log, "serve") as process:
+        state = Served(process, log, f"{_usbip.LOOPBACK}:{SERVE_PORT}")
         _sysfs.wait_until(
             lambda: process.poll() is not None or _usbip.listening(SERVE_PORT),
             START_TIMEOUT_S,
@@ -50,22 +47,6 @@ def served(busid: str, log: Path) -> Iterator[Served]:
         )
         assert process.returncode is None, f"serve exited {process.returncode}: {state.text()}"
         yield state
-    except BaseException as exc:
-        exc.add_note(f"serve's output:\n{state.text()}")
-        raise
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        out = os.environ.get("KERNEL_TIER_OUT")
-        if out:  # kept for the record: build/kernel/serve.log
-            with open(Path(out) / "serve.log", "a") as record:
-                record.write(f"--- serve --busid {busid}\n{state.text()}")
-    assert process.returncode == 0, f"serve exited {process.returncode}: {state.text()}"
 
 
 def _read_back_equals(disk: Path, content: bytes) -> None:

@@ -18,15 +18,17 @@ from pathlib import Path
 from _bench_sysfs import (
     COMMAND_TIMEOUT_S,
     KILL_GRACE_S,
-    PLATFORM,
-    USB_DEVICES,
     BenchError,
-    controller_buses,
     one_line,
-    read_text,
     run,
     the_configured_device,
     udc_host_buses,
+)
+from tests.kernel._sysfs import (
+    PLATFORM,
+    USB_DEVICES,
+    controller_buses,
+    read_text,
     usb_devices,
     wait_for,
     wait_until,

@@ -1,31 +1,25 @@
 """The bench's ground floor: commands with a deadline, waiting on sysfs, finding USB devices.
 
-Waiting is event-driven: kernel uevents (netlink) wake the wait, and the condition is checked
-again at least every quarter second for changes that send no uevent (attribute contents).
+Reading sysfs and waiting on it (event-driven, on kernel uevents) are the kernel tier's own
+helpers (``tests.kernel._sysfs``, imported with the checkout on ``PYTHONPATH``); a wait that runs
+out raises TimeoutError, an OSError, which the bench reports like its own failures.
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+
+from tests.kernel import _sysfs
+from tests.kernel._sysfs import read_text, usb_devices
 
 COMMAND_TIMEOUT_S = 30.0
 KILL_GRACE_S = 10.0
-USB_DEVICES = Path("/sys/bus/usb/devices")
-PLATFORM = Path("/sys/devices/platform")
 MASS_STORAGE_CLASS = "08"
 
-_NETLINK_KOBJECT_UEVENT = 15
-_RECHECK_S = 0.25
 _REASON_CHARS = 200
-
-T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -60,88 +54,12 @@ def run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT_S) -> str:
     return out
 
 
-def read_text(path: Path) -> str:
-    """The stripped contents of a sysfs attribute, or "" if it is gone."""
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
-
-
-@contextlib.contextmanager
-def _uevents() -> Iterator[socket.socket | None]:
-    """A socket that becomes readable on every kernel uevent (None if netlink is refused)."""
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_KOBJECT_UEVENT)
-    except OSError:
-        yield None
-        return
-    with sock:
-        try:
-            sock.bind((0, 1))
-        except OSError:
-            yield None
-            return
-        yield sock
-
-
-def _pause(sock: socket.socket | None, seconds: float) -> None:
-    """Sleeps until the next uevent or for ``seconds``, whichever comes first."""
-    if sock is None:
-        time.sleep(seconds)
-        return
-    readable, _, _ = select.select([sock], [], [], seconds)
-    while readable:
-        try:
-            sock.recv(65536, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            break
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    """Calls ``probe`` until it returns something other than None; BenchError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    with _uevents() as sock:
-        while (result := probe()) is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BenchError(f"{what}: not within {timeout:g} s")
-            _pause(sock, min(remaining, _RECHECK_S))
-    return result
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Waits until ``condition()`` is true; BenchError after ``timeout``."""
-    wait_for(lambda: True if condition() else None, timeout, what)
-
-
-def controller_buses(platform_glob: str) -> frozenset[int]:
-    """Bus numbers of the root hubs of the platform devices matching a glob (``vhci_hcd.*``)."""
-    return frozenset(
-        int(text)
-        for busnum in PLATFORM.glob(f"{platform_glob}/usb*/busnum")
-        if (text := read_text(busnum)).isdigit()
-    )
-
-
 def udc_host_buses(udc: str) -> frozenset[int]:
-    """The host-side buses of a dummy UDC: ``dummy_udc.N`` is wired to ``dummy_hcd.N``."""
-    buses = controller_buses(f"dummy_hcd.{udc.rpartition('.')[2]}")
-    if not buses:
-        raise BenchError(f"{udc}: no host-side root hub (is dummy_hcd loaded with num=2?)")
-    return buses
-
-
-def usb_devices(buses: frozenset[int]) -> list[Path]:
-    """Every device (not root hub, not interface) on the given buses."""
-    return sorted(
-        node
-        for node in USB_DEVICES.iterdir()
-        if ":" not in node.name
-        and not node.name.startswith("usb")
-        and (busnum := read_text(node / "busnum")).isdigit()
-        and int(busnum) in buses
-    )
+    """The host-side buses of a dummy UDC (``tests.kernel._sysfs``), failing as BenchError."""
+    try:
+        return _sysfs.udc_host_buses(udc)
+    except (LookupError, ValueError) as exc:
+        raise BenchError(f"{exc} (is dummy_hcd loaded with num=2?)") from None
 
 
 def configured(device: Path) -> bool:

@@ -26,6 +26,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the kernel tier's helpers
+
 import _bench_stack as stack
 from _bench_io import DISK_SIZE, claimed_interface, control_rate, disk_throughput
 from _bench_sysfs import (
@@ -34,8 +36,8 @@ from _bench_sysfs import (
     one_line,
     storage_interface,
     usbfs_node,
-    wait_for,
 )
+from tests.kernel._sysfs import wait_for
 
 DIRECT, VHCI, BRIDGE = "direct", "vhci-hcd", "bridge"
 PATHS = (DIRECT, VHCI, BRIDGE)

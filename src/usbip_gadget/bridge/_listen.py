@@ -18,7 +18,7 @@ from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import RemoteDevice, accept_offer, receive_offer, refuse_offer
-from usbip_gadget.client._transport import keep_alive
+from usbip_gadget.client._transport import accepted_peer
 from usbip_gadget.gadget import choose_udc, list_udcs
 from usbip_gadget.protocol import DEFAULT_PORT, OpStatus
 
@@ -54,7 +54,7 @@ class Listener:
         self.busy = trio.Lock()
 
     async def handle(self, stream: trio.abc.Stream) -> None:
-        peer = _peer(stream)
+        peer = accepted_peer(stream)
         try:
             # The offer is read first, so a connection that offers nothing holds nothing.
             offer = await receive_offer(stream, timeout=self.options.timeout)
@@ -71,17 +71,6 @@ class Listener:
             self.log(f"{peer}: internal error: {type(exc).__name__}: {exc}")
         finally:
             await trio.aclose_forcefully(stream)
-
-
-def _peer(stream: trio.abc.Stream) -> str:
-    if not isinstance(stream, trio.SocketStream):
-        return "peer"
-    try:
-        keep_alive(stream)
-        host, port = stream.socket.getpeername()[:2]
-    except OSError:
-        return "?"
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 async def listen(

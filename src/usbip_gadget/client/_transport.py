@@ -81,6 +81,25 @@ def keep_alive(stream: trio.SocketStream) -> None:
             return  # already reset by the peer: the next read or write will say so
 
 
+def format_address(address: object) -> str:
+    """``host:port`` (``[v6]:port``) of a socket address."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def accepted_peer(stream: trio.abc.Stream) -> str:
+    """An accepted connection's peer, for the log; TCP ones get ``keep_alive`` on the way."""
+    if not isinstance(stream, trio.SocketStream):
+        return "peer"
+    try:
+        keep_alive(stream)
+        return format_address(stream.socket.getpeername())
+    except OSError:
+        return "?"  # already reset by the peer: its first read will say so
+
+
 async def open_connection(host: str, port: int, *, timeout: float) -> trio.SocketStream:
     """Connect to a USB/IP server within ``timeout`` seconds (with ``keep_alive``)."""
     what = f"cannot connect to {host}:{port}"

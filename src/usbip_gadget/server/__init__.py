@@ -10,7 +10,7 @@ from usbip_gadget.server._fake import STALL_MARK, FakeDevice, FakeSource, Reply,
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._pyusb import PyusbDevice, PyusbSource
 from usbip_gadget.server._select import HUB_CLASS, Selection, check_busid, parse_vid_pid
-from usbip_gadget.server._server import DEFAULT_BIND, Server, device_name, format_address, serve
+from usbip_gadget.server._server import DEFAULT_BIND, Server, device_name, serve
 from usbip_gadget.server._source import (
     DeviceSource,
     EndpointInfo,
@@ -40,7 +40,6 @@ __all__ = [
     "check_busid",
     "connect",
     "device_name",
-    "format_address",
     "packets_of",
     "parse_vid_pid",
     "serve",

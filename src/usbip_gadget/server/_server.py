@@ -16,7 +16,7 @@ from functools import partial
 import trio
 
 from usbip_gadget._errors import ImportRefused, TransportError, UsbipGadgetError, UsbipTimeout
-from usbip_gadget.client._transport import keep_alive
+from usbip_gadget.client._transport import accepted_peer, format_address
 from usbip_gadget.protocol import (
     DEFAULT_PORT,
     NEED_DATA,
@@ -229,13 +229,7 @@ class Server:
 
     async def handle_socket(self, stream: trio.SocketStream) -> None:
         """``handle`` for an accepted TCP connection (keepalive on: dead peers are noticed)."""
-        peer = "?"
-        try:
-            keep_alive(stream)
-            peer = format_address(stream.socket.getpeername())
-        except OSError:
-            pass  # already reset by the peer: handle() will find out
-        await self.handle(stream, peer)
+        await self.handle(stream, accepted_peer(stream))
 
 
 def _refusal(reply: Message | None) -> str:
@@ -246,14 +240,6 @@ def _refusal(reply: Message | None) -> str:
     if isinstance(reply, ExportReply):
         return f"return code {reply.returncode}"
     return f"answered {type(reply).__name__}"
-
-
-def format_address(address: object) -> str:
-    """``host:port`` (``[v6]:port``) of a socket address."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)
 
 
 async def _send(stream: trio.abc.Stream, conn: Connection, message: Message) -> None:
