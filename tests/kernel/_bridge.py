@@ -17,6 +17,7 @@ from . import _sysfs
 BRIDGE_UDC = "dummy_udc.1"
 PLUG_TIMEOUT_S = 90.0  # the CLI's imports alone take about 10 s over 9p under TCG
 STOP_TIMEOUT_S = 15.0
+UNPLUG_TIMEOUT_S = 10.0
 CLI = Path(sys.executable).parent / "usbip-gadget"
 
 
@@ -121,3 +122,10 @@ def bridged(
         if out:  # kept for the record: build/kernel/attach.log
             with open(Path(out) / "attach.log", "a") as record:
                 record.write(f"--- attach {server} {busid} {' '.join(extra)}\n{state.text()}")
+    # The host side notices the unplug asynchronously (hub_wq); the block is over only once
+    # nothing is left on the bridge's bus.
+    _sysfs.wait_until(
+        lambda: not _sysfs.usb_devices(state.buses),
+        UNPLUG_TIMEOUT_S,
+        f"the host on bus {sorted(state.buses)} seeing the bridge's unplug",
+    )
