@@ -16,12 +16,19 @@ import trio
 from usbip_gadget import __version__
 from usbip_gadget._errors import GadgetError, UsbipGadgetError
 from usbip_gadget.bridge import (
+    BACKENDS,
     DEFAULT_DEPTH,
     DEFAULT_LISTEN,
+    KNOWN_ENDPOINT_FILES,
     AttachOptions,
     ListenOptions,
+    NoBackend,
     attach,
     listen,
+    plan_backend,
+    plan_json,
+    render_plan,
+    udc_driver,
 )
 from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
 from usbip_gadget.client._exceptions import collapse_single
@@ -93,6 +100,19 @@ def _parser() -> argparse.ArgumentParser:
     p_attach.add_argument(
         "--reconnect", action="store_true", help="when the device goes away, wait for it"
     )
+    p_attach.add_argument(
+        "--dry-run", action="store_true",
+        help="print the plan (backend, what the host will see differently) and plug nothing",
+    )  # fmt: skip
+    p_plan = sub.add_parser(
+        "plan",
+        help="which backend would replay a remote device, and what the host sees differently",
+    )
+    p_plan.add_argument("server", metavar="HOST[:PORT]")
+    p_plan.add_argument("busid")
+    p_plan.add_argument("--udc", help="the controller it would be plugged into")
+    p_plan.add_argument("--backend", choices=BACKENDS, default="auto", help="(default auto)")
+    p_plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _serve_parser(sub)
     _connect_parsers(sub)
     return parser
@@ -121,6 +141,11 @@ def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
     )
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="auto",
+        help="kernel interface: functionfs, gadgetfs, or auto (FunctionFS when it can express "
+        "the device, else GadgetFS; the default)",
+    )  # fmt: skip
     parser.add_argument(
         "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
         help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
@@ -233,9 +258,36 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     host, port = parse_address(args.server)
     options = AttachOptions(
         host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
-        reconnect=args.reconnect, timeout=args.timeout,
+        reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
     )  # fmt: skip
+    if args.dry_run:
+        return _print_plan(args, as_json=False)
     _run(lambda: _until_signal(partial(attach, options, log=_log), "unplugging"))
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    return _print_plan(args, as_json=args.json)
+
+
+def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
+    host, port = parse_address(args.server)
+    udcs = list_udcs()
+    udc = args.udc if args.udc is not None else (udcs[0] if len(udcs) == 1 else None)
+    driver = udc_driver(udc)
+    files = KNOWN_ENDPOINT_FILES.get(driver or "")
+    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    try:
+        plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)
+    except NoBackend as exc:
+        if not as_json:
+            raise
+        print(json.dumps({"backend": None, "refused": exc.one_line()}, indent=2))
+        return 1
+    if as_json:
+        print(json.dumps(plan_json(plan), indent=2))
+    else:
+        print(_printable("\n".join(render_plan(plan))))
     return 0
 
 
@@ -272,7 +324,7 @@ async def _serve_until_signal(
 def _cmd_listen(args: argparse.Namespace) -> int:
     options = ListenOptions(
         args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
-        timeout=args.timeout,
+        timeout=args.timeout, backend=args.backend,
     )  # fmt: skip
     _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
     return 0
@@ -305,6 +357,7 @@ _COMMANDS = {
     "describe": _cmd_describe,
     "udc": _cmd_udc,
     "attach": _cmd_attach,
+    "plan": _cmd_plan,
     "serve": _cmd_serve,
     "listen": _cmd_listen,
     "connect": _cmd_connect,

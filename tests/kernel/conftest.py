@@ -19,7 +19,9 @@ from . import _bed, _gadget, _sysfs, _usbip
 OUT_ENV = "KERNEL_TIER_OUT"
 
 # (module, parameters). The guest runs no udev, so the host-side drivers that would be loaded on
-# hotplug (disk, serial, keyboard) are loaded here too.
+# hotplug (disk, serial, keyboard) are loaded here too. Loading gadgetfs only registers the file
+# system: its gadget driver takes a UDC once a descriptor set is written to its ep0 file.
+# usbmon records the URBs submitted on each bus (Documentation/usb/usbmon.rst).
 MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dummy_hcd", ("num=2",)),
     ("libcomposite", ()),
@@ -27,6 +29,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("usb_f_hid", ()),
     ("usb_f_acm", ()),
     ("usb_f_fs", ()),
+    ("gadgetfs", ()),
+    ("usbmon", ()),
     ("usbip-core", ()),
     ("usbip-host", ()),
     ("vhci-hcd", ()),
@@ -40,6 +44,8 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ext4", ()),
 )
 MODPROBE_TIMEOUT_S = 60.0
+DEBUGFS = Path("/sys/kernel/debug")
+USBMON = DEBUGFS / "usb" / "usbmon"
 
 
 def _out_dir() -> Path:
@@ -68,14 +74,19 @@ def _load_modules(out: Path) -> None:
             pytest.fail(f"kernel module failed to load: {reason}", pytrace=False)
 
 
-def _mount_configfs() -> None:
+def _mount(fstype: str, mountpoint: Path) -> None:
+    """Mounts ``fstype`` on ``mountpoint`` unless it is mounted there already."""
     mounts = Path("/proc/mounts").read_text().split("\n")
-    if not any(line.split()[1:3] == [str(_gadget.CONFIGFS), "configfs"] for line in mounts if line):
+    if not any(line.split()[1:3] == [str(mountpoint), fstype] for line in mounts if line):
         subprocess.run(
-            ["mount", "-t", "configfs", "none", str(_gadget.CONFIGFS)],
+            ["mount", "-t", fstype, "none", str(mountpoint)],
             check=True,
             timeout=MODPROBE_TIMEOUT_S,
         )
+
+
+def _mount_configfs() -> None:
+    _mount("configfs", _gadget.CONFIGFS)
     if not _gadget.GADGETS.is_dir():
         pytest.fail(f"{_gadget.GADGETS} is missing after loading libcomposite", pytrace=False)
 
@@ -114,6 +125,15 @@ def usbipd(usb_stack: Path) -> Iterator[str]:
     """usbipd for the whole session; yields the address to reach it on."""
     with _usbip.usbipd(usb_stack / "usbipd.log") as address:
         yield address
+
+
+@pytest.fixture(scope="session")
+def usbmon(usb_stack: Path) -> Path:
+    """usbmon's directory in debugfs: ``<bus>u`` there streams that bus's URBs as text lines."""
+    _mount("debugfs", DEBUGFS)
+    if not USBMON.is_dir():
+        pytest.fail(f"{USBMON} is missing after loading usbmon", pytrace=False)
+    return USBMON
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
+from usbip_gadget.bridge._backends import open_gadget
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
@@ -27,7 +28,7 @@ from usbip_gadget.client import (
     open_connection,
     open_remote_device,
 )
-from usbip_gadget.gadget import choose_udc, list_udcs, open_functionfs_gadget
+from usbip_gadget.gadget import choose_udc, list_udcs
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0
@@ -47,6 +48,7 @@ class AttachOptions:
     depth: int = DEFAULT_DEPTH
     reconnect: bool = False
     timeout: float = 10.0
+    backend: str = "auto"
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
@@ -73,7 +75,7 @@ async def _attach_once(options: AttachOptions, udc: str, log: Log, plugged: trio
         stream,
         open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
     ):
-        where = Plug(udc, options.name, options.depth, options.timeout)
+        where = Plug(udc, options.name, options.depth, options.timeout, options.backend)
         await plug_and_bridge(remote, where, f"{options.busid} on {options.host}", log, plugged)
 
 
@@ -85,6 +87,7 @@ class Plug:
     name: str = "usbip-gadget"
     depth: int = DEFAULT_DEPTH
     timeout: float = 10.0
+    backend: str = "auto"
 
 
 async def plug_and_bridge(
@@ -97,7 +100,8 @@ async def plug_and_bridge(
     config = snapshot.configurations[0]
     outcome = "stopped"
     try:
-        async with open_functionfs_gadget(snapshot, udc=plug.udc, name=plug.name) as gadget:
+        gadget_cm = open_gadget(snapshot, plug.backend, udc=plug.udc, name=plug.name)
+        async with gadget_cm as gadget:
             log(f"plugged {ident} ({origin}) into {plug.udc} ({gadget.name})")
             plugged.set()
             try:

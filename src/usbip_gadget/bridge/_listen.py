@@ -35,6 +35,7 @@ class ListenOptions:
     name: str = "usbip-gadget"
     depth: int = DEFAULT_DEPTH
     timeout: float = 10.0
+    backend: str = "auto"
 
 
 BridgeFn = Callable[[RemoteDevice, Plug, str, Log, trio.Event], Awaitable[None]]
@@ -48,7 +49,7 @@ class Listener:
         self, options: ListenOptions, udc: str, log: Log, bridge: BridgeFn = plug_and_bridge
     ) -> None:
         self.options = options
-        self.plug = Plug(udc, options.name, options.depth, options.timeout)
+        self.plug = Plug(udc, options.name, options.depth, options.timeout, options.backend)
         self.log = log
         self.bridge = bridge
         self.busy = trio.Lock()

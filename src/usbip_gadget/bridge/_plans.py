@@ -164,6 +164,17 @@ def plans_for(config: Configuration) -> dict[int, Plan]:
         plan: Plan = bot if bot is not None else StreamPlan(alt.endpoints)
         for ep in alt.endpoints:
             plans.setdefault(ep.b_endpoint_address, plan)
+    # Endpoints only other alternate settings have move one packet per URB.
+    others = [
+        ep
+        for alt in config.alt_settings
+        for ep in alt.endpoints
+        if alt.b_alternate_setting and ep.b_endpoint_address not in plans
+    ]
+    if others:
+        stream = StreamPlan(others)
+        for ep in others:
+            plans.setdefault(ep.b_endpoint_address, stream)
     return plans
 
 

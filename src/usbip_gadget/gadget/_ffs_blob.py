@@ -181,7 +181,7 @@ def _periodic(ep: EndpointDescriptor) -> bool:
     return ep.transfer_type in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS)
 
 
-def _as_high(ep: EndpointDescriptor, speed: Speed) -> EndpointDescriptor:
+def as_high_speed(ep: EndpointDescriptor, speed: Speed) -> EndpointDescriptor:
     """The endpoint as a high-speed device would describe it."""
     if ep.transfer_type == TransferType.BULK and speed != Speed.HIGH:
         return dataclasses.replace(ep, w_max_packet_size=512)
@@ -196,7 +196,7 @@ def _as_high(ep: EndpointDescriptor, speed: Speed) -> EndpointDescriptor:
     return ep
 
 
-def _as_full(ep: EndpointDescriptor) -> EndpointDescriptor:
+def as_full_speed(ep: EndpointDescriptor) -> EndpointDescriptor:
     """A high-speed endpoint as a full-speed device would describe it."""
     if ep.transfer_type == TransferType.BULK:
         return dataclasses.replace(ep, w_max_packet_size=64)
@@ -279,8 +279,8 @@ class _EndpointMap:
             return ep
         if self.target == Speed.FULL and self.speed in (Speed.LOW, Speed.FULL):
             return ep
-        high = _as_high(ep, self.speed)
-        return high if self.target == Speed.HIGH else _as_full(high)
+        high = as_high_speed(ep, self.speed)
+        return high if self.target == Speed.HIGH else as_full_speed(high)
 
 
 def _remote_speed(speed: Speed) -> Speed:

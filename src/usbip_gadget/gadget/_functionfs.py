@@ -35,6 +35,7 @@ from usbip_gadget._errors import GadgetError
 from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget._aio import Aio, open_aio
 from usbip_gadget.gadget._backend import EndpointShutdown
+from usbip_gadget.gadget._blocking import ThreadedFile
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, EndpointsExhausted
 from usbip_gadget.gadget._ffs_blob import (
     FfsFlag,
@@ -89,10 +90,11 @@ async def _in_thread(fn: Callable[[], T]) -> T:
 
 
 class FfsEndpoint:
-    """One FunctionFS endpoint file (``ep<N>``) replaying a remote endpoint.
+    """One endpoint file replaying a remote endpoint: FunctionFS's ``ep<N>``, or GadgetFS's
+    files named after the controller's endpoints (both take the same I/O, halt included).
 
     With ``aio`` the file is non-blocking and transfers are AIO requests; without, they are
-    blocking calls in worker threads.
+    blocking calls in worker threads whose results outlive a cancelled caller (``_blocking``).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class FfsEndpoint:
         self._descriptor = descriptor
         self._path = path
         self._aio = aio
+        self._threaded = ThreadedFile(fd) if aio is None else None
 
     @property
     def descriptor(self) -> EndpointDescriptor:
@@ -111,7 +114,8 @@ class FfsEndpoint:
         try:
             if self._aio is not None:
                 return await self._aio.read(self._fd, length)
-            return await _in_thread(lambda: os.read(self._fd, length))
+            assert self._threaded is not None
+            return await self._threaded.read(length)
         except OSError as exc:
             raise self._error(exc) from None
 
@@ -120,7 +124,8 @@ class FfsEndpoint:
             if self._aio is not None:
                 written = await self._aio.write(self._fd, bytes(data))
             else:
-                written = await _in_thread(lambda: os.write(self._fd, data))
+                assert self._threaded is not None
+                written = await self._threaded.write(bytes(data))
         except OSError as exc:
             raise self._error(exc) from None
         if written != len(data):
@@ -144,6 +149,15 @@ class FfsEndpoint:
                 return
             raise self._error(exc, "cannot halt: ") from None
         raise GadgetError(f"{self._path}: the kernel did not halt the endpoint")
+
+    def close(self) -> None:
+        """Close the file (GadgetFS disables the endpoint when it is released, which waits
+        for calls still blocked on it: they are interrupted first)."""
+        if self._threaded is not None:
+            self._threaded.interrupt()
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
     def _error(self, exc: OSError, doing: str = "") -> GadgetError:
         # EAGAIN: a non-blocking file whose endpoint is not enabled (f_fs would wait for it).

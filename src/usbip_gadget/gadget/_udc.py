@@ -31,6 +31,16 @@ def udc_is_free(udc: str, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> bool:
         return False  # no such controller, or a kernel without the attribute: cannot tell
 
 
+def udc_driver(udc: str | None, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> str | None:
+    """The kernel driver of a controller (``dummy_udc``, ``dwc2``), if it can be read."""
+    if udc is None:
+        return None
+    try:
+        return (sysfs_class_udc / udc / "device" / "driver").resolve(strict=True).name
+    except OSError:
+        return None
+
+
 def choose_udc(requested: str | None, available: list[str]) -> str:
     """The UDC to bind to: ``requested`` if given, else the only one there is.
 
