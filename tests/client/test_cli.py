@@ -10,14 +10,20 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from tests.client.fakes import FakeServer, disk, keyboard
+from tests.client.fakes import FakeServer, FakeUsbDevice, disk, keyboard
+from tests.usb.vectors import CDC_ACM_CONFIG
 from usbip_gadget.cli import main
 
 
 @pytest.fixture
 def server_port() -> Iterator[tuple[int, FakeServer]]:
     """A FakeServer on 127.0.0.1 in its own thread and trio run; each connection is served."""
-    fakes = [keyboard(), disk()]
+    serial = FakeUsbDevice(
+        device_raw=bytes.fromhex("12011002ef0201406b1d0601000100000001"),
+        configs_raw=[CDC_ACM_CONFIG],
+        busid="1-3",
+    )
+    fakes = [keyboard(), disk(), serial]
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -51,7 +57,11 @@ def test_list_prints_one_line_per_device(
     port, _ = server_port
     assert main(["list", f"127.0.0.1:{port}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["1-1        1234:abcd  high   Keyboard", "1-2        1d6b:0104  high"]
+    assert lines == [
+        "1-1        1234:abcd  high   Keyboard",
+        "1-2        1d6b:0104  high",
+        "1-3        1d6b:0104  high",
+    ]
 
 
 def test_list_marks_busy_devices(
@@ -141,3 +151,37 @@ def test_name_resolution_failure_reads_well() -> None:
     from usbip_gadget.client._transport import _reason
 
     assert _reason(socket.gaierror(-2, "Name or service not known")) == "Name or service not known"
+
+
+def test_plan_json_chooses_gadgetfs_for_class_descriptors(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, _ = server_port
+    assert main(["plan", f"127.0.0.1:{port}", "1-3", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["backend"] == "gadgetfs"
+    assert any("0x24" in reason for reason in plan["functionfs_refuses"])
+    # bcdUSB 0x0210 → 0x0200 is all GadgetFS changes of this device.
+    assert [(d["offset"], d["remote"], d["local"]) for d in plan["differences"]] == [
+        (2, 0x10, 0x00)
+    ]
+    assert plan["refused"] is None
+
+
+def test_dry_run_prints_the_plan_and_plugs_nothing(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, _ = server_port
+    assert main(["attach", f"127.0.0.1:{port}", "1-2", "--dry-run", "--udc", "none.0"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "backend: functionfs"
+
+
+def test_a_forced_backend_that_cannot_replay_is_one_line_and_exit_1(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, _ = server_port
+    assert main(["plan", f"127.0.0.1:{port}", "1-3", "--backend", "functionfs"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("usbip-gadget: FunctionFS cannot express this device: interface 0:")
+    assert err.count("\n") == 1

@@ -137,6 +137,7 @@ class GadgetFsGadget:
         self._setup: SetupPacket | None = None
         self._out_data: bytes | None = None
         self._stale = False
+        self._lost = False
         self._then: list[Callable[[], Awaitable[list[FfsEvent]]]] = []
         self._ep0_remap = Remap.build(
             endpoints={a: s.local for a, s in layout.slots.items() if a != s.local}
@@ -196,20 +197,34 @@ class GadgetFsGadget:
             return
         setup = SetupPacket.parse(setup_bytes)
         if not setup.is_in and setup.w_length:
-            with contextlib.suppress(BlockingIOError, OSError):
+            try:
                 self._out_data = os.read(self._ep0, setup.w_length)
+            except BlockingIOError:
+                pass  # not sent yet: a blocking read waits for it (_collect_out_data)
+            except OSError as exc:
+                if exc.errno != errno.EIDRM:
+                    raise GadgetError(f"{self._mount}/ep0: {exc.strerror}") from None
+                # The host went on: this request is lost, and ep0 is in the next one's
+                # SETUP, whose event cannot be read yet.
+                self._lost = True
 
     async def _translate(self, raw: tuple[bytes, int]) -> list[FfsEvent]:
         setup_bytes, kind = raw  # for CONNECT, the union holds the speed instead
+        if kind in (_CONNECT, _DISCONNECT):
+            self._stale = self._lost = False  # both purge GadgetFS's event queue
         if kind == _DISCONNECT:
             self._setup = None
             return self._disable(then=None)
         if kind != _SETUP:
             return []  # CONNECT needs nothing; SUSPEND has no matching resume here
         setup = SetupPacket.parse(setup_bytes)
+        if self._lost:
+            self._lost = False
+            return []
         if self._stale:
             self._stale = False
-            return []  # stalled already (see _read_events)
+            self._abandon(setup)  # stalled already (see _read_events); end its SETUP again
+            return []
         self._setup = setup
         if not setup.is_in and setup.w_length and self._out_data is None:
             # GadgetFS takes OUT data as soon as the host sends it, and the host goes on to
@@ -217,7 +232,7 @@ class GadgetFsGadget:
             try:
                 self._out_data = await self._collect_out_data(setup.w_length)
             except OSError as exc:
-                if exc.errno in (errno.EIDRM, errno.ECANCELED):
+                if exc.errno in (errno.EIDRM, errno.ECANCELED, errno.EL2HLT):
                     return []  # the host moved on before the data was read
                 raise GadgetError(f"{self._mount}/ep0: {exc.strerror}") from None
         if (setup.bm_request_type, setup.b_request) == (0, Request.SET_CONFIGURATION):
@@ -267,6 +282,17 @@ class GadgetFsGadget:
     async def _resume(self) -> list[FfsEvent]:
         await trio.lowlevel.checkpoint()
         return [FfsEvent(FfsEventType.RESUME)] if self._alts else []
+
+    def _abandon(self, setup: SetupPacket) -> None:
+        """End the SETUP state of a request the host has seen fail already."""
+        try:
+            if setup.is_in or setup.w_length:
+                os.read(self._ep0, setup.w_length if not setup.is_in else 1)
+            else:
+                os.write(self._ep0, b"")
+        except OSError as exc:
+            # EL2HLT on an OUT request's read: a newer IN request was in its SETUP instead.
+            self._stale = exc.errno == errno.EL2HLT and not setup.is_in
 
     def _ack(self) -> None:
         try:
