@@ -166,3 +166,19 @@ def test_a_device_neither_can_replay_is_refused_with_both_reasons() -> None:
     assert "isochronous" in str(caught.value)
     with pytest.raises(NoBackend, match="FunctionFS cannot express"):
         plan_backend(snapshot(CDC_ACM_CONFIG), "functionfs")
+
+
+def test_each_alternate_setting_configures_its_own_endpoint_descriptor() -> None:
+    # Settings 1 and 2 of interface 0 both use 0x81, with 16- and 64-byte packets.
+    config = bytes.fromhex(
+        "09023200010100803209040000000aff0000"
+        "09040001010aff0000"
+        "07058103100004"
+        "09040002010aff0000"
+        "07058103400004"
+    )
+    snap = snapshot(config)
+    layout = gadgetfs_layout(snap, map_endpoints(snap.configurations[0], DUMMY))
+    alt1, alt2 = (alt.endpoints[0] for alt in snap.configurations[0].alt_settings[1:])
+    assert layout.endpoint_config(alt1)[4:] == bytes.fromhex("0705810310000107058103100004")
+    assert layout.endpoint_config(alt2)[4:] == bytes.fromhex("0705810340000107058103400004")

@@ -28,6 +28,7 @@ PID_STORAGE = 0x0104
 PID_KEYBOARD = 0x0105
 PID_SERIAL = 0x0106
 PID_COMPOSITE = 0x0107
+PID_NETWORK = 0x0108
 
 BACKING_SIZE = 16 * 1024 * 1024
 
@@ -212,6 +213,15 @@ def acm(instance: str = "serial") -> Function:
     return Function("acm", instance)
 
 
+def ecm(instance: str = "net") -> Function:
+    """usb_f_ecm: CDC Ethernet. Its data interface has an empty setting 0 and the bulk
+    endpoints in setting 1, which the host selects to start traffic (the gadget's netdev
+    has carrier only while setting 1 is active)."""
+    return Function(
+        "ecm", instance, (("dev_addr", "02:00:5e:10:00:01"), ("host_addr", "02:00:5e:10:00:02"))
+    )
+
+
 def write_backing_file(path: Path, size: int = BACKING_SIZE, seed: int = 0x5EED) -> bytes:
     """Fills ``path`` with ``size`` reproducible pseudo-random bytes and returns them."""
     data = random.Random(seed).randbytes(size)
@@ -238,6 +248,12 @@ def keyboard_gadget(udc: str = SOURCE_UDC) -> contextlib.AbstractContextManager[
 def serial_gadget() -> contextlib.AbstractContextManager[Gadget]:
     """A CDC-ACM serial port."""
     spec = GadgetSpec("serial", VID_LINUX_FOUNDATION, PID_SERIAL, "Serial Gadget", (acm(),))
+    return bound_gadget(spec)
+
+
+def network_gadget() -> contextlib.AbstractContextManager[Gadget]:
+    """A CDC Ethernet adapter."""
+    spec = GadgetSpec("network", VID_LINUX_FOUNDATION, PID_NETWORK, "Network Gadget", (ecm(),))
     return bound_gadget(spec)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import struct
 import subprocess
 import termios
@@ -319,4 +320,91 @@ def test_composite_through_gadgetfs(
             _devio.raw_tty(host_tty) as host_fd,
         ):
             _cross_both_ways(host_fd, host_tty, source_fd, source_tty, deadline)
+        _stopped_cleanly(bridge)
+
+
+# -- network (alternate settings) ---------------------------------------------------------------
+
+ETH_P_EXPERIMENTAL = 0x88B5  # IEEE 802 local experimental EtherType
+BROADCAST = b"\xff" * 6
+
+
+def _netdev(device: Path) -> int | None:
+    """The ifindex of the network interface a driver made of one of ``device``'s
+    interfaces (by index: the kernel may rename it, usb1 → enx<MAC>, after it appears)."""
+    for node in sorted(device.glob(f"{device.name}:*/net/*")):
+        index = _sysfs.read_text(node / "ifindex")
+        if index.isdigit():
+            return int(index)
+    return None
+
+
+def _link_up(index: int) -> str:
+    """Brings the interface up; returns its name (looked up again if it was just renamed)."""
+    for _attempt in range(3):
+        name = socket.if_indextoname(index)
+        done = subprocess.run(
+            ["ip", "link", "set", name, "up"],
+            capture_output=True, text=True, timeout=IO_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return name
+        time.sleep(0.5)
+    raise AssertionError(f"ip link set {name} up: {done.stderr.strip()}")
+
+
+@contextlib.contextmanager
+def _raw_socket(ifname: str) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_EXPERIMENTAL))
+    try:
+        sock.bind((ifname, ETH_P_EXPERIMENTAL))
+        sock.settimeout(IO_TIMEOUT_S)
+        yield sock
+    finally:
+        sock.close()
+
+
+def _frame_crosses(sender: str, receiver: str, payload: bytes) -> None:
+    """An Ethernet frame sent on ``sender`` arrives whole on ``receiver``."""
+    with _raw_socket(receiver) as rx, _raw_socket(sender) as tx:
+        source_mac = bytes.fromhex(
+            _sysfs.read_text(Path(f"/sys/class/net/{sender}/address")).replace(":", "")
+        )
+        frame = BROADCAST + source_mac + struct.pack("!H", ETH_P_EXPERIMENTAL) + payload
+        tx.send(frame)
+        deadline = time.monotonic() + IO_TIMEOUT_S
+        while True:
+            rx.settimeout(max(0.1, deadline - time.monotonic()))
+            received = rx.recv(4096)
+            if received[14:] == payload:
+                return
+            assert time.monotonic() < deadline, f"no frame from {sender} on {receiver}"
+
+
+@pytest.mark.timeout(400)
+def test_network_adapter_switches_its_alternate_setting_through_gadgetfs(
+    usbipd: str, usb_stack: Path, tmp_path: Path
+) -> None:
+    """CDC Ethernet: the host's cdc_ether selects the data interface's setting 1 (the bulk
+    endpoints) with SET_INTERFACE; it must reach the source, and frames must cross both ways."""
+    with (
+        _gadget.network_gadget() as source,
+        _usbip.exported(source.busid) as busid,
+        _through_gadgetfs(usbipd, source, busid, usb_stack, tmp_path / "attach.log") as bridge,
+    ):
+        host_index = _sysfs.wait_for(
+            lambda: _netdev(bridge.device), DRIVER_TIMEOUT_S, "a network interface on the bridge"
+        )
+        assert set(_sysfs.interface_drivers(bridge.device).values()) == {"cdc_ether"}
+        source_name = _sysfs.read_text(source.function_dir("net") / "ifname")
+        host_if = _link_up(host_index)
+        source_if = _link_up(socket.if_nametoindex(source_name))
+        # f_ecm turns the carrier on when setting 1 of its data interface is selected.
+        _sysfs.wait_until(
+            lambda: _sysfs.read_text(Path(f"/sys/class/net/{source_if}/carrier")) == "1",
+            DRIVER_TIMEOUT_S,
+            f"carrier on the source's {source_if} (SET_INTERFACE applied on the source)",
+        )
+        _frame_crosses(host_if, source_if, os.urandom(1000))
+        _frame_crosses(source_if, host_if, os.urandom(1000))
         _stopped_cleanly(bridge)

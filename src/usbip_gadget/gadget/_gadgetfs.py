@@ -41,7 +41,7 @@ from pathlib import Path
 import trio
 
 from usbip_gadget._errors import GadgetError
-from usbip_gadget.gadget._blocking import install_interrupt_handler
+from usbip_gadget.gadget._blocking import Outstanding, install_interrupt_handler, libc_read
 from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
 from usbip_gadget.gadget._functionfs import MOUNT_ROOT, FfsEndpoint
 from usbip_gadget.gadget._gadgetfs_layout import (
@@ -76,6 +76,10 @@ _HINT = "is gadgetfs available? (modprobe gadgetfs)"
 
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
+
+
+class HostGone(GadgetError):
+    """The host reset or left while an endpoint was being configured."""
 
 
 def gadgetfs_mounts(proc_mounts: Path = Path("/proc/mounts")) -> list[Path]:
@@ -138,6 +142,7 @@ class GadgetFsGadget:
         self._out_data: bytes | None = None
         self._stale = False
         self._lost = False
+        self._backlog: list[tuple[bytes, int]] = []
         self._then: list[Callable[[], Awaitable[list[FfsEvent]]]] = []
         self._ep0_remap = Remap.build(
             endpoints={a: s.local for a, s in layout.slots.items() if a != s.local}
@@ -164,7 +169,24 @@ class GadgetFsGadget:
                 if translated:
                     return translated
 
+    def claim_requests(self) -> None:
+        """Read ep0 once, at once: until its first read GadgetFS answers SET_CONFIGURATION
+        itself and stalls string and class requests. Events read now are kept."""
+        try:
+            data = os.read(self._ep0, _EVENT.size * _EVENT_BATCH)
+        except OSError:
+            return
+        self._backlog = [
+            _EVENT.unpack_from(data, at) for at in range(0, len(data) - 11, _EVENT.size)
+        ]
+        if self._backlog:
+            self._early_out_data(self._backlog[-1])
+
     async def _read_events(self) -> list[tuple[bytes, int]]:
+        if self._backlog:
+            events, self._backlog = self._backlog, []
+            await trio.lowlevel.checkpoint()
+            return events
         while True:
             try:
                 data = os.read(self._ep0, _EVENT.size * _EVENT_BATCH)
@@ -182,7 +204,10 @@ class GadgetFsGadget:
                     continue
                 raise GadgetError(f"{self._mount}/ep0: {exc.strerror}") from None
             if len(data) % _EVENT.size:
-                raise GadgetError(f"ep0 read of {len(data)} bytes is not whole events")
+                # The data stage of an OUT request whose event is still queued (ep0 was in
+                # its SETUP): the request is over for the host; skip its event.
+                self._stale = True
+                continue
             events = [_EVENT.unpack_from(data, at) for at in range(0, len(data), _EVENT.size)]
             self._early_out_data(events[-1])
             return events
@@ -201,11 +226,10 @@ class GadgetFsGadget:
                 self._out_data = os.read(self._ep0, setup.w_length)
             except BlockingIOError:
                 pass  # not sent yet: a blocking read waits for it (_collect_out_data)
-            except OSError as exc:
-                if exc.errno != errno.EIDRM:
-                    raise GadgetError(f"{self._mount}/ep0: {exc.strerror}") from None
-                # The host went on: this request is lost, and ep0 is in the next one's
-                # SETUP, whose event cannot be read yet.
+            except OSError:
+                # EIDRM: the host went on, this request is lost and ep0 is in the next one's
+                # SETUP, whose event cannot be read yet. EIO: its data stage failed. Either
+                # way it is dropped without touching ep0 again.
                 self._lost = True
 
     async def _translate(self, raw: tuple[bytes, int]) -> list[FfsEvent]:
@@ -266,8 +290,14 @@ class GadgetFsGadget:
             if value == 0:
                 self._ack()
                 return []
-            for number, alts in self._config.interfaces().items():
-                await self._open_setting(number, alts[0])
+            try:
+                for number, alts in self._config.interfaces().items():
+                    await self._open_setting(number, alts[0])
+            except HostGone:
+                # Reset or unplugged meanwhile: no acknowledgement; DISCONNECT comes next.
+                self.close_endpoints()
+                self._alts.clear()
+                return []
             self._then.append(self._ack_later)
             return [FfsEvent(FfsEventType.ENABLE)]
 
@@ -328,7 +358,7 @@ class GadgetFsGadget:
         except OSError as exc:
             os.close(fd)
             if exc.errno in _SHUTDOWN:
-                raise GadgetError(f"{path}: the host went away ({exc.strerror})") from None
+                raise HostGone(f"{path}: the host went away ({exc.strerror})") from None
             raise GadgetError(
                 f"the controller refused endpoint 0x{slot.local:02x} on {slot.file} "
                 f"({ep.transfer_type.name.lower()}, {ep.max_packet_size} bytes): {exc.strerror}"
@@ -384,8 +414,13 @@ class GadgetFsGadget:
         ep0 = self._ep0
         os.set_blocking(ep0, True)
         try:
+            reading = Outstanding(lambda: libc_read(ep0, length))
             with trio.move_on_after(OUT_DATA_PATIENCE_S):
-                return await trio.to_thread.run_sync(os.read, ep0, length, abandon_on_cancel=True)
+                data = await reading.wait()
+                assert isinstance(data, bytes)
+                return data
+            reading.interrupt()  # a read left blocked would take the next request's data
+            reading.join(1.0)
         finally:
             os.set_blocking(ep0, False)
         raise OSError(errno.ECANCELED, "no OUT data from the host")
@@ -463,6 +498,7 @@ async def open_gadgetfs_gadget(
             os.set_blocking(ep0, False)
             install_interrupt_handler()
             gadget = GadgetFsGadget(ep0, mount, config, layout)
+            gadget.claim_requests()
             yield gadget
         finally:
             # Endpoint files first: unbinding waits for each endpoint's lock, which a call

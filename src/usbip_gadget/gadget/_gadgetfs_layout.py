@@ -23,6 +23,7 @@ can carry the endpoint; otherwise the endpoint moves to a free number, which the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -259,23 +260,31 @@ class GadgetFsLayout:
     high_speed: bytes  # configuration for a high-speed link (what the host reads)
     slots: Mapping[int, EndpointSlot]
     differences: tuple[Difference, ...]
+    speed: Speed = Speed.HIGH  # the remote's
 
     def blob(self) -> bytes:
         """The ep0 write: tag 0, the full- and high-speed configurations, the device."""
         return _U32.pack(TAG_DESCRIPTORS) + self.full_speed + self.high_speed + self.device
 
     def endpoint_config(self, remote: EndpointDescriptor) -> bytes:
-        """The write that configures ``remote``'s file: tag 1, full- then high-speed."""
-        local = self.slots[remote.b_endpoint_address].local
-        full = self._endpoint_in(self.full_speed, local)
-        return _U32.pack(TAG_ENDPOINT) + full + self._endpoint_in(self.high_speed, local)
+        """The write that configures ``remote``'s file: tag 1, then its full- and high-speed
+        descriptors (of the alternate setting it belongs to, at its local address)."""
+        local = dataclasses.replace(
+            remote, b_endpoint_address=self.slots[remote.b_endpoint_address].local, extra=()
+        )
+        if self.speed == Speed.HIGH:
+            full, high = as_full_speed(local), local
+        elif self.speed in (Speed.LOW, Speed.FULL):
+            full, high = local, as_high_speed(local, self.speed)
+        else:
+            high = as_high_speed(local, self.speed)
+            full = as_full_speed(high)
+        return _U32.pack(TAG_ENDPOINT) + _seven(full) + _seven(high)
 
-    @staticmethod
-    def _endpoint_in(config: bytes, address: int) -> bytes:
-        for _at, raw in descriptors(config):
-            if raw[1] == DescriptorType.ENDPOINT and len(raw) >= 7 and raw[2] == address:
-                return bytes([_ENDPOINT_SIZE]) + raw[1:_ENDPOINT_SIZE]
-        raise GadgetError(f"endpoint 0x{address:02x} is not in the configuration")
+
+def _seven(ep: EndpointDescriptor) -> bytes:
+    """The 7-byte form GadgetFS takes (an audio endpoint's two extra bytes dropped)."""
+    return bytes([_ENDPOINT_SIZE]) + ep.pack()[1:_ENDPOINT_SIZE]
 
 
 def gadgetfs_reasons(snapshot: DeviceSnapshot, config_index: int = 0) -> tuple[str, ...]:
@@ -330,7 +339,9 @@ def gadgetfs_layout(
             lambda ep: as_high_speed(ep, snapshot.speed),
             "GadgetFS runs at high speed at most",
         )
-        full = _config(bytes(high.data), base, slots, as_full_speed, "")
+        full = _config(
+            raw, base, slots, lambda ep: as_full_speed(as_high_speed(ep, snapshot.speed)), ""
+        )
     remote = snapshot.device_raw + raw
     shown = bytes(device.data) + bytes(high.data)
     notes = {**device.notes, **{base + k: v for k, v in high.notes.items()}}
@@ -340,6 +351,7 @@ def gadgetfs_layout(
         high_speed=bytes(high.data),
         slots=slots,
         differences=differences(remote, shown, notes),
+        speed=snapshot.speed,
     )
 
 
