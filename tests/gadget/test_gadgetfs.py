@@ -223,3 +223,20 @@ async def test_a_request_stalled_before_its_event_was_read_is_skipped(model: Ep0
         events = await gadget.events()
     assert [e.setup.w_value for e in events if e.setup is not None] == [0x0303]
     assert model.log == [("stall", 6)]  # the stale one's SETUP ended; the next one answered
+
+
+async def test_a_reset_read_in_one_batch_with_the_next_request_loses_nothing(
+    model: Ep0Model,
+) -> None:
+    gadget = make_gadget(model)
+    await configured(model, gadget)
+    # A bus reset while configured: DISCONNECT, CONNECT and the next SETUP in one read.
+    model.push(DISCONNECT)
+    model.push(CONNECT)
+    model.push(SETUP, SetupPacket(0x80, 6, 0x0100, 0, 64))
+    assert kinds(await gadget.events()) == [FfsEventType.DISABLE]
+    with trio.fail_after(5):  # a dropped SETUP would leave events() waiting
+        events = await gadget.events()
+    assert kinds(events) == [FfsEventType.SETUP]
+    assert events[0].setup == SetupPacket(0x80, 6, 0x0100, 0, 64)
+    assert ("close", "ep1in-bulk") in model.log

@@ -164,9 +164,13 @@ class GadgetFsGadget:
             if follow_up:
                 return follow_up
         while True:
-            for raw in await self._read_events():
+            batch = await self._read_events()
+            for at, raw in enumerate(batch):
                 translated = await self._translate(raw)
                 if translated:
+                    # The rest of the batch (a reset's CONNECT and the SETUP after it, say)
+                    # comes next time, after the bridge has handled these.
+                    self._backlog = batch[at + 1 :] + self._backlog
                     return translated
 
     def claim_requests(self) -> None:
@@ -394,7 +398,11 @@ class GadgetFsGadget:
                 RequestType.INTERFACE,
                 Request.SET_INTERFACE,
             ):
-                await self._switch(setup.w_index & 0xFF, setup.w_value & 0xFF)
+                try:
+                    await self._switch(setup.w_index & 0xFF, setup.w_value & 0xFF)
+                except GadgetError:
+                    await self.stall()  # the host sees the setting refused, not a timeout
+                    raise
             await trio.lowlevel.checkpoint()
             self._ack()
             return b""
