@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from tests.usb.vectors import CDC_ECM_CONFIG, MASS_STORAGE_DEVICE
 from usbip_gadget.bridge import KNOWN_ENDPOINT_FILES
@@ -47,6 +48,8 @@ class Ep0Model:
     # -- the test's side
     def push(self, kind: int, setup: SetupPacket | None = None, data: bytes = b"") -> None:
         payload = setup.pack() if setup is not None else bytes(8)
+        if kind == SETUP:  # next_event(): an unread SETUP is replaced by a newer one
+            self.queue = [e for e in self.queue if struct.unpack("<8sI", e)[1] != SETUP]
         self.queue.append(struct.pack("<8sI", payload, kind))
         if kind == SETUP and setup is not None and not setup.is_in:
             self.out_data = data
@@ -218,10 +221,17 @@ async def test_a_request_stalled_before_its_event_was_read_is_skipped(model: Ep0
     gadget = make_gadget(model)
     model.fail_next_read = errno.EL2HLT  # the read stalled a request whose event is queued
     model.push(SETUP, SetupPacket(0x80, 6, 0x0302, 0x0409, 255))
-    model.push(SETUP, SetupPacket(0x80, 6, 0x0303, 0x0409, 255))
+    got: list[Any] = []
     with trio.fail_after(5):
-        events = await gadget.events()
-    assert [e.setup.w_value for e in events if e.setup is not None] == [0x0303]
+        async with trio.open_nursery() as nursery:
+
+            async def read() -> None:
+                got.extend(await gadget.events())
+
+            nursery.start_soon(read)
+            await trio.testing.wait_all_tasks_blocked()
+            model.push(SETUP, SetupPacket(0x80, 6, 0x0303, 0x0409, 255))
+    assert [e.setup.w_value for e in got if e.setup is not None] == [0x0303]
     assert model.log == [("stall", 6)]  # the stale one's SETUP ended; the next one answered
 
 
@@ -240,3 +250,29 @@ async def test_a_reset_read_in_one_batch_with_the_next_request_loses_nothing(
     assert kinds(events) == [FfsEventType.SETUP]
     assert events[0].setup == SetupPacket(0x80, 6, 0x0100, 0, 64)
     assert ("close", "ep1in-bulk") in model.log
+
+
+async def test_requests_sent_while_an_out_request_is_forwarded_are_read_meanwhile(
+    model: Ep0Model,
+) -> None:
+    gadget = make_gadget(model)
+    first = SetupPacket(0x21, 0x20, 0, 0, 7)
+    second = SetupPacket(0x21, 0x20, 0, 1, 7)
+    async with trio.open_nursery() as nursery:
+        gadget.run_prefetch_in(nursery)
+        model.push(SETUP, first, data=b"1111111")
+        assert [e.setup for e in await gadget.events()] == [first]
+        assert await gadget.receive() == b"1111111"
+        # While the bridge forwards it, the controller takes another OUT request and the
+        # host goes on to a third: GadgetFS would drop the second's unread event.
+        model.push(SETUP, second, data=b"2222222")
+        await trio.testing.wait_all_tasks_blocked()
+        model.push(SETUP, SetupPacket(0x80, 6, 0x0300, 0, 255))
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):
+            events = await gadget.events()
+        assert [e.setup for e in events] == [second]
+        assert await gadget.receive() == b"2222222"
+        events = await gadget.events()
+        assert [e.setup.w_value for e in events if e.setup is not None] == [0x0300]
+        nursery.cancel_scope.cancel()

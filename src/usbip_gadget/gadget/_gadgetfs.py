@@ -36,11 +36,13 @@ import os
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
 from usbip_gadget._errors import GadgetError
+from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget._blocking import Outstanding, install_interrupt_handler, libc_read
 from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
 from usbip_gadget.gadget._functionfs import MOUNT_ROOT, FfsEndpoint
@@ -120,6 +122,16 @@ def _ep0_name(mount: Path) -> str:
     return names[0]
 
 
+@dataclass(slots=True)
+class _Event:
+    """One ep0 event; an OUT request's data (or its loss) travels with it."""
+
+    setup_bytes: bytes  # for CONNECT, the union holds the speed instead
+    kind: int
+    data: bytes | None = None
+    lost: bool = False
+
+
 class GadgetFsGadget:
     """A plugged GadgetFS gadget (see ``open_gadgetfs_gadget``)."""
 
@@ -141,8 +153,10 @@ class GadgetFsGadget:
         self._setup: SetupPacket | None = None
         self._out_data: bytes | None = None
         self._stale = False
-        self._lost = False
-        self._backlog: list[tuple[bytes, int]] = []
+        self._backlog: list[_Event] = []
+        self._nursery: trio.Nursery | None = None
+        self._prefetch: trio.CancelScope | None = None
+        self._prefetched = trio.Event()
         self._then: list[Callable[[], Awaitable[list[FfsEvent]]]] = []
         self._ep0_remap = Remap.build(
             endpoints={a: s.local for a, s in layout.slots.items() if a != s.local}
@@ -159,19 +173,69 @@ class GadgetFsGadget:
     # ------------------------------------------------------------------ events
 
     async def events(self) -> list[FfsEvent]:
+        await self._stop_prefetch()
         while self._then:
             follow_up = await self._then.pop(0)()
             if follow_up:
                 return follow_up
         while True:
             batch = await self._read_events()
-            for at, raw in enumerate(batch):
-                translated = await self._translate(raw)
+            for at, event in enumerate(batch):
+                translated = await self._translate(event)
                 if translated:
                     # The rest of the batch (a reset's CONNECT and the SETUP after it, say)
                     # comes next time, after the bridge has handled these.
                     self._backlog = batch[at + 1 :] + self._backlog
+                    if self._out_data is not None and not self._backlog:
+                        # ep0 is out of any SETUP: nothing read is waiting for an answer.
+                        await self._start_prefetch()
                     return translated
+
+    # While the bridge forwards an OUT request with data, ep0 is out of its SETUP state and
+    # the host may already send more: they are read (with their data) meanwhile, as GadgetFS
+    # keeps only the newest unread SETUP. Reading stops at a request that needs an answer.
+
+    def run_prefetch_in(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+
+    async def _start_prefetch(self) -> None:
+        if self._nursery is not None:
+            await self._nursery.start(self._prefetch_loop)
+
+    async def _stop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            await self._prefetched.wait()
+            self._prefetch = None
+
+    async def _prefetch_loop(self, *, task_status: trio.TaskStatus[None]) -> None:
+        done = self._prefetched = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                self._prefetch = scope
+                task_status.started()
+                while True:
+                    batch = await self._read_events(backlog=False)  # cancelled only waiting
+                    with trio.CancelScope(shield=True):
+                        await self._complete_out_data(batch[-1])
+                    self._backlog.extend(batch)
+                    last = batch[-1]
+                    if last.kind == _SETUP and not (last.data is not None or last.lost):
+                        return  # ep0 is in that request's SETUP until the bridge answers
+        finally:
+            done.set()
+
+    async def _complete_out_data(self, event: _Event) -> None:
+        """An OUT request's data, if its early read found none yet."""
+        if event.kind != _SETUP or event.data is not None or event.lost:
+            return
+        setup = SetupPacket.parse(event.setup_bytes)
+        if setup.is_in or not setup.w_length:
+            return
+        try:
+            event.data = await self._collect_out_data(setup.w_length)
+        except OSError:
+            event.lost = True
 
     def claim_requests(self) -> None:
         """Read ep0 once, at once: until its first read GadgetFS answers SET_CONFIGURATION
@@ -180,14 +244,16 @@ class GadgetFsGadget:
             data = os.read(self._ep0, _EVENT.size * _EVENT_BATCH)
         except OSError:
             return
-        self._backlog = [
-            _EVENT.unpack_from(data, at) for at in range(0, len(data) - 11, _EVENT.size)
-        ]
-        if self._backlog:
-            self._early_out_data(self._backlog[-1])
+        self._backlog = self._parse(data[: len(data) - len(data) % _EVENT.size])
 
-    async def _read_events(self) -> list[tuple[bytes, int]]:
-        if self._backlog:
+    def _parse(self, data: bytes) -> list[_Event]:
+        events = [_Event(*_EVENT.unpack_from(data, at)) for at in range(0, len(data), _EVENT.size)]
+        if events:
+            self._early_out_data(events[-1])
+        return events
+
+    async def _read_events(self, *, backlog: bool = True) -> list[_Event]:
+        if backlog and self._backlog:
             events, self._backlog = self._backlog, []
             await trio.lowlevel.checkpoint()
             return events
@@ -212,57 +278,51 @@ class GadgetFsGadget:
                 # its SETUP): the request is over for the host; skip its event.
                 self._stale = True
                 continue
-            events = [_EVENT.unpack_from(data, at) for at in range(0, len(data), _EVENT.size)]
-            self._early_out_data(events[-1])
-            return events
+            return self._parse(data)
 
-    def _early_out_data(self, last: tuple[bytes, int]) -> None:
+    def _early_out_data(self, event: _Event) -> None:
         """An OUT request's data, read right after its event: GadgetFS has the controller
         take it (and finish the request) as soon as the host sends it, and the host's next
         request makes it unreadable."""
-        self._out_data = None
-        setup_bytes, kind = last
-        if kind != _SETUP:
+        if event.kind != _SETUP:
             return
-        setup = SetupPacket.parse(setup_bytes)
+        setup = SetupPacket.parse(event.setup_bytes)
         if not setup.is_in and setup.w_length:
             try:
-                self._out_data = os.read(self._ep0, setup.w_length)
+                event.data = os.read(self._ep0, setup.w_length)
             except BlockingIOError:
-                pass  # not sent yet: a blocking read waits for it (_collect_out_data)
+                pass  # not sent yet: a blocking read waits for it (_complete_out_data)
             except OSError:
                 # EIDRM: the host went on, this request is lost and ep0 is in the next one's
                 # SETUP, whose event cannot be read yet. EIO: its data stage failed. Either
                 # way it is dropped without touching ep0 again.
-                self._lost = True
+                event.lost = True
 
-    async def _translate(self, raw: tuple[bytes, int]) -> list[FfsEvent]:
-        setup_bytes, kind = raw  # for CONNECT, the union holds the speed instead
+    async def _translate(self, event: _Event) -> list[FfsEvent]:
+        setup_bytes, kind = event.setup_bytes, event.kind
+        self._out_data = None
         if kind in (_CONNECT, _DISCONNECT):
-            self._stale = self._lost = False  # both purge GadgetFS's event queue
+            self._stale = False  # both purge GadgetFS's event queue
         if kind == _DISCONNECT:
             self._setup = None
             return self._disable(then=None)
         if kind != _SETUP:
             return []  # CONNECT needs nothing; SUSPEND has no matching resume here
         setup = SetupPacket.parse(setup_bytes)
-        if self._lost:
-            self._lost = False
+        if event.lost:
             return []
         if self._stale:
             self._stale = False
             self._abandon(setup)  # stalled already (see _read_events); end its SETUP again
             return []
         self._setup = setup
-        if not setup.is_in and setup.w_length and self._out_data is None:
+        if not setup.is_in and setup.w_length:
             # GadgetFS takes OUT data as soon as the host sends it, and the host goes on to
             # its next request without waiting for user space: collect the data at once.
-            try:
-                self._out_data = await self._collect_out_data(setup.w_length)
-            except OSError as exc:
-                if exc.errno in (errno.EIDRM, errno.ECANCELED, errno.EL2HLT):
-                    return []  # the host moved on before the data was read
-                raise GadgetError(f"{self._mount}/ep0: {exc.strerror}") from None
+            await self._complete_out_data(event)
+            if event.data is None:
+                return []  # the host moved on before the data was read
+            self._out_data = event.data
         if (setup.bm_request_type, setup.b_request) == (0, Request.SET_CONFIGURATION):
             return await self._set_configuration(setup.w_value & 0xFF)
         if (setup.bm_request_type, setup.b_request) == (
@@ -507,7 +567,11 @@ async def open_gadgetfs_gadget(
             install_interrupt_handler()
             gadget = GadgetFsGadget(ep0, mount, config, layout)
             gadget.claim_requests()
-            yield gadget
+            with collapse_single():
+                async with trio.open_nursery() as nursery:
+                    gadget.run_prefetch_in(nursery)
+                    yield gadget
+                    nursery.cancel_scope.cancel()
         finally:
             # Endpoint files first: unbinding waits for each endpoint's lock, which a call
             # blocked on the file holds until its request completes (interrupted here).
