@@ -23,6 +23,7 @@ from usbip_gadget.gadget._gadgetfs_layout import (
     USB_2_0,
     Difference,
     GadgetFsUnsupported,
+    descriptors,
     differences,
     gadgetfs_layout,
     gadgetfs_reasons,
@@ -127,13 +128,10 @@ def _functionfs_differences(
     numbers = interface_numbers(config)
     base = len(snapshot.device_raw)
     raw = snapshot.configurations_raw[config_index]
-    at = 0
-    while at + 2 <= len(raw) and raw[at] >= 2:
-        kind = raw[at + 1]
-        if kind == DescriptorType.INTERFACE and at + 2 < len(raw):
-            local = numbers.get(raw[at + 2], raw[at + 2])
+    for at, desc in descriptors(raw):
+        if desc[1] == DescriptorType.INTERFACE and len(desc) > 2:
+            local = numbers.get(desc[2], desc[2])
             put(base + at + 2, local, "bInterfaceNumber", "the composite layer numbers from 0")
-        at += raw[at]
     found = differences(remote, bytes(shown), notes)
     return found, [
         "FunctionFS: string indexes and endpoint addresses are assigned by the kernel when "

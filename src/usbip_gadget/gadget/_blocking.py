@@ -99,6 +99,16 @@ class Outstanding:
         return self._finished.wait(timeout)
 
 
+async def _finish(call: Outstanding) -> bytes | int:
+    """What ``call`` returned; one interrupted reads as the endpoint shut down."""
+    try:
+        return await call.wait()
+    except OSError as exc:
+        if exc.errno == errno.EINTR:
+            raise OSError(errno.ESHUTDOWN, "interrupted") from None
+        raise
+
+
 class ThreadedFile:
     """Reads and writes on one endpoint file, each in a worker thread (see the module)."""
 
@@ -111,13 +121,10 @@ class ThreadedFile:
         if self._reading is None:
             fd = self._fd
             self._reading = Outstanding(lambda: libc_read(fd, length))
-        reading = self._reading
         try:
-            data = await reading.wait()
-        except OSError as exc:
+            data = await _finish(self._reading)
+        except OSError:
             self._reading = None
-            if exc.errno == errno.EINTR:
-                raise OSError(errno.ESHUTDOWN, "interrupted") from None
             raise
         self._reading = None
         assert isinstance(data, bytes)
@@ -125,18 +132,14 @@ class ThreadedFile:
 
     async def write(self, data: bytes) -> int:
         if self._writing is not None:
-            earlier = self._writing
             with contextlib.suppress(OSError):  # the earlier caller left; not this write's
-                await earlier.wait()
-            self._writing = None
+                await self._writing.wait()
         fd = self._fd
-        self._writing = writing = Outstanding(lambda: libc_write(fd, data))
+        self._writing = Outstanding(lambda: libc_write(fd, data))
         try:
-            count = await writing.wait()
-        except OSError as exc:
+            count = await _finish(self._writing)
+        except OSError:
             self._writing = None
-            if exc.errno == errno.EINTR:
-                raise OSError(errno.ESHUTDOWN, "interrupted") from None
             raise
         self._writing = None
         assert isinstance(count, int)

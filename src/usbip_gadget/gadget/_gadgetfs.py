@@ -343,9 +343,7 @@ class GadgetFsGadget:
 
     async def _close_all(self) -> list[FfsEvent]:
         await trio.lowlevel.checkpoint()
-        for endpoint in self._open.values():
-            endpoint.close()
-        self._open.clear()
+        self.close_endpoints()
         self._alts.clear()
         return []
 
