@@ -17,6 +17,7 @@ from usbip_gadget import __version__
 from usbip_gadget._errors import GadgetError, UsbipGadgetError
 from usbip_gadget.bridge import (
     BACKENDS,
+    BULK_URBS,
     DEFAULT_DEPTH,
     DEFAULT_LISTEN,
     KNOWN_ENDPOINT_FILES,
@@ -24,6 +25,7 @@ from usbip_gadget.bridge import (
     ListenOptions,
     NoBackend,
     attach,
+    describe_plans,
     listen,
     plan_backend,
     plan_json,
@@ -113,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p_plan.add_argument("--udc", help="the controller it would be plugged into")
     p_plan.add_argument("--backend", choices=BACKENDS, default="auto", help="(default auto)")
     p_plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _add_bulk_urbs(p_plan)
     _serve_parser(sub)
     _connect_parsers(sub)
     return parser
@@ -149,6 +152,16 @@ def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
         help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
+    )  # fmt: skip
+    _add_bulk_urbs(parser)
+
+
+def _add_bulk_urbs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bulk-urbs", choices=BULK_URBS, default="exact",
+        help="exact (the default): one packet per URB where the protocol does not say more;"
+        " adaptive: bulk URBs grow while the device fills them and OUT packets are pipelined"
+        " (faster; see the README for what it risks)",
     )  # fmt: skip
 
 
@@ -259,6 +272,7 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     options = AttachOptions(
         host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
         reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
+        bulk_urbs=args.bulk_urbs,
     )  # fmt: skip
     if args.dry_run:
         return _print_plan(args, as_json=False)
@@ -284,10 +298,12 @@ def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
             raise
         print(json.dumps({"backend": None, "refused": exc.one_line()}, indent=2))
         return 1
+    urbs = describe_plans(snapshot.configurations[0], args.bulk_urbs)
     if as_json:
-        print(json.dumps(plan_json(plan), indent=2))
+        print(json.dumps({**plan_json(plan), "urbs": urbs}, indent=2))
     else:
-        print(_printable("\n".join(render_plan(plan))))
+        lines = [*render_plan(plan), "URBs per endpoint:", *(f"  {line}" for line in urbs)]
+        print(_printable("\n".join(lines)))
     return 0
 
 
@@ -324,7 +340,7 @@ async def _serve_until_signal(
 def _cmd_listen(args: argparse.Namespace) -> int:
     options = ListenOptions(
         args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
-        timeout=args.timeout, backend=args.backend,
+        timeout=args.timeout, backend=args.backend, bulk_urbs=args.bulk_urbs,
     )  # fmt: skip
     _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
     return 0

@@ -117,6 +117,7 @@ async def bridged(
     run: bool = True,
     configure: bool = True,
     lockstep: bool = False,
+    bulk_urbs: str = "exact",
 ) -> AsyncIterator[Rig]:
     """``remote`` imported over memory streams and bridged to a ``FakeGadget``.
 
@@ -132,7 +133,10 @@ async def bridged(
         async with open_remote_device(client_stream, remote.busid) as device:
             gadget = FakeGadget(remote.snapshot)
             log: list[str] = []
-            bridge = Bridge(device, gadget, gadget.configuration, depth=depth, log=log.append)
+            bridge = Bridge(
+                device, gadget, gadget.configuration, depth=depth, bulk_urbs=bulk_urbs,
+                log=log.append,
+            )  # fmt: skip
             rig = Rig(remote, device, gadget, bridge, log)
             async with trio.open_nursery() as bridge_nursery:
                 running = Call(bridge_nursery, bridge.run) if run else None
@@ -307,10 +311,11 @@ IN_SCENARIOS = {
 }
 
 
+@pytest.mark.parametrize("bulk_urbs", ["exact", "adaptive"])
 @pytest.mark.parametrize("settled_first", [False, True], ids=["as-read", "settled-first"])
 @pytest.mark.parametrize("scenario", IN_SCENARIOS)
 async def test_in_transfers_read_what_a_directly_attached_host_reads(
-    scenario: str, settled_first: bool
+    scenario: str, settled_first: bool, bulk_urbs: str
 ) -> None:
     # settled-first: every URB in flight completes before the host reads, so the pump
     # coalesces the URBs that were filled exactly with what follows them into one write.
@@ -318,7 +323,7 @@ async def test_in_transfers_read_what_a_directly_attached_host_reads(
     expected = host_reads(packets, 64, reads)
     remote = vendor_remote()
     with trio.fail_after(TIMEOUT):
-        async with bridged(remote) as rig:
+        async with bridged(remote, bulk_urbs=bulk_urbs) as rig:
             remote.feed(BULK_IN, *packets)
             if settled_first:
                 await trio.testing.wait_all_tasks_blocked()
@@ -478,7 +483,8 @@ async def test_remote_stall_on_bulk_in_halts_the_gadget_endpoint() -> None:
     assert [u.unlink_seqnum for u in remote.unlinks()] == [status.seqnum]
 
 
-async def test_remote_stall_on_bulk_out_halts_the_gadget_endpoint() -> None:
+@pytest.mark.parametrize("bulk_urbs", ["exact", "adaptive"])
+async def test_remote_stall_on_bulk_out_halts_the_gadget_endpoint(bulk_urbs: str) -> None:
     # BUG (src/usbip_gadget/bridge/_pumps.py OutPump): the pump always has a gadget read
     # pending, and f_fs (like FakeEndpoint) runs one call at a time per endpoint file, so
     # OutPump.stalled's endpoint.halt() waits for the host's *next* transfer; that transfer
@@ -486,7 +492,7 @@ async def test_remote_stall_on_bulk_out_halts_the_gadget_endpoint() -> None:
     # instead of being stalled.
     remote = vendor_remote()
     with trio.fail_after(TIMEOUT):
-        async with bridged(remote) as rig:
+        async with bridged(remote, bulk_urbs=bulk_urbs) as rig:
             remote.halt(BULK_OUT)
             await rig.host.transfer_out(BULK_OUT, b"refused")  # the controller took it
             await remote.wait_until(lambda: remote.clear_halts == [BULK_OUT])

@@ -14,16 +14,27 @@ from usbip_gadget.bridge._backends import (
 )
 from usbip_gadget.bridge._bridge import CONTROL_TIMEOUT, DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._listen import DEFAULT_LISTEN, ListenOptions, listen
-from usbip_gadget.bridge._plans import BulkOnlyPlan, Plan, StreamPlan, plans_for, whole_packets
+from usbip_gadget.bridge._plans import (
+    BULK_URBS,
+    AdaptivePlan,
+    BulkOnlyPlan,
+    Plan,
+    StreamPlan,
+    describe_plans,
+    plans_for,
+    whole_packets,
+)
 from usbip_gadget.bridge._pumps import InPump, OutPump, clear_remote_halt
 
 __all__ = [
     "BACKENDS",
+    "BULK_URBS",
     "CONTROL_TIMEOUT",
     "DEFAULT_DEPTH",
     "DEFAULT_LISTEN",
     "KNOWN_ENDPOINT_FILES",
     "RETRYABLE",
+    "AdaptivePlan",
     "AttachOptions",
     "BackendPlan",
     "Bridge",
@@ -36,6 +47,7 @@ __all__ = [
     "StreamPlan",
     "attach",
     "clear_remote_halt",
+    "describe_plans",
     "listen",
     "open_gadget",
     "plan_backend",

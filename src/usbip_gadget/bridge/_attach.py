@@ -21,6 +21,7 @@ from usbip_gadget._errors import (
 )
 from usbip_gadget.bridge._backends import open_gadget
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
+from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
     RemoteDevice,
@@ -49,6 +50,7 @@ class AttachOptions:
     reconnect: bool = False
     timeout: float = 10.0
     backend: str = "auto"
+    bulk_urbs: str = EXACT
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
@@ -75,7 +77,9 @@ async def _attach_once(options: AttachOptions, udc: str, log: Log, plugged: trio
         stream,
         open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
     ):
-        where = Plug(udc, options.name, options.depth, options.timeout, options.backend)
+        where = Plug(
+            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs
+        )
         await plug_and_bridge(remote, where, f"{options.busid} on {options.host}", log, plugged)
 
 
@@ -88,6 +92,7 @@ class Plug:
     depth: int = DEFAULT_DEPTH
     timeout: float = 10.0
     backend: str = "auto"
+    bulk_urbs: str = EXACT
 
 
 async def plug_and_bridge(
@@ -105,7 +110,10 @@ async def plug_and_bridge(
             log(f"plugged {ident} ({origin}) into {plug.udc} ({gadget.name})")
             plugged.set()
             try:
-                await Bridge(remote, gadget, config, depth=plug.depth, log=log).run()
+                bridge = Bridge(
+                    remote, gadget, config, depth=plug.depth, bulk_urbs=plug.bulk_urbs, log=log
+                )
+                await bridge.run()
             except UsbipGadgetError as exc:
                 outcome = exc.one_line()
                 raise

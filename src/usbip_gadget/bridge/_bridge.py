@@ -19,7 +19,7 @@ from usbip_gadget._errors import (
     TransportError,
     UsbipTimeout,
 )
-from usbip_gadget.bridge._plans import BULK_ONLY_RESET, BulkOnlyPlan, Plan, plans_for
+from usbip_gadget.bridge._plans import BULK_ONLY_RESET, EXACT, BulkOnlyPlan, Plan, plans_for
 from usbip_gadget.bridge._pumps import Log, clear_remote_halt, make_pump
 from usbip_gadget.client import RemoteDevice
 from usbip_gadget.client._exceptions import collapse_single
@@ -50,6 +50,7 @@ class Bridge:
         config: Configuration,
         *,
         depth: int = DEFAULT_DEPTH,
+        bulk_urbs: str = EXACT,
         log: Log = _quiet,
     ) -> None:
         if depth < 1:
@@ -59,7 +60,7 @@ class Bridge:
         self._config = config
         self._depth = depth
         self._log = log
-        self._plans: dict[int, Plan] = plans_for(config)
+        self._plans: dict[int, Plan] = plans_for(config, bulk_urbs)
         self._enabled = False
         self._pumps: trio.CancelScope | None = None
         self._pumps_done = trio.Event()

@@ -16,6 +16,7 @@ import trio
 from usbip_gadget._errors import TransportError, UsbipGadgetError
 from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
+from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import RemoteDevice, accept_offer, receive_offer, refuse_offer
 from usbip_gadget.client._transport import accepted_peer
@@ -36,6 +37,7 @@ class ListenOptions:
     depth: int = DEFAULT_DEPTH
     timeout: float = 10.0
     backend: str = "auto"
+    bulk_urbs: str = EXACT
 
 
 BridgeFn = Callable[[RemoteDevice, Plug, str, Log, trio.Event], Awaitable[None]]
@@ -49,7 +51,9 @@ class Listener:
         self, options: ListenOptions, udc: str, log: Log, bridge: BridgeFn = plug_and_bridge
     ) -> None:
         self.options = options
-        self.plug = Plug(udc, options.name, options.depth, options.timeout, options.backend)
+        self.plug = Plug(
+            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs
+        )
         self.log = log
         self.bridge = bridge
         self.busy = trio.Lock()

@@ -6,6 +6,12 @@ short packet or when the host has what it asked for. So the bridge must choose l
 - ``StreamPlan`` (any endpoint): every URB is one packet long (wMaxPacketSize). The packet
   stream the host sees is then exactly the device's — short packets and zero-length packets
   included — and no URB can wait for data the device will only send after the host acts.
+- ``AdaptivePlan`` (bulk endpoints of any other protocol, with ``--bulk-urbs adaptive``): IN
+  URBs start one packet long and double, up to 64 KiB, each time the device fills one; a short
+  packet brings them back to one packet. A URB the device leaves part-filled for
+  ``STUCK_AFTER`` seconds is unlinked, and the endpoint moves one packet per URB from then on.
+  That bounds what can be lost — the packets such a URB held, if the server drops an unlinked
+  URB's data as Linux ``usbip-host`` does — to one URB per endpoint and session.
 - ``BulkOnlyPlan`` (USB Mass Storage Bulk-Only Transport, class 08h protocol 50h): the
   31-byte CBW says how long the data stage is and which way it goes, so one CBW yields the
   whole command at once: the data URB (one transfer of dCBWDataTransferLength) and the CSW
@@ -34,6 +40,10 @@ CBW_SIGNATURE = 0x43425355
 CBW_LENGTH = 31
 _CBW = struct.Struct("<IIIB")  # dCBWSignature, dCBWTag, dCBWDataTransferLength, bmCBWFlags
 MAX_URB_LENGTH = 1 << 20  # longer data stages go as several URBs (whole packets each)
+ADAPTIVE_MAX = 64 * 1024  # the longest URB AdaptivePlan makes: what one stuck URB can hold
+STUCK_AFTER = 0.5  # seconds a guessed multi-packet IN URB may stay unfilled
+EXACT, ADAPTIVE = "exact", "adaptive"
+BULK_URBS = (EXACT, ADAPTIVE)
 
 
 def whole_packets(length: int, max_packet: int) -> int:
@@ -45,12 +55,27 @@ def whole_packets(length: int, max_packet: int) -> int:
 class Plan(Protocol):
     """The lengths of the URBs of one interface's data endpoints."""
 
+    # Seconds after which a multi-packet IN URB not yet filled is taken as stuck (its length
+    # was a guess the device did not follow); None when every length is known to be right.
+    watchdog: float | None
+    # Whether OUT packets are forwarded as they arrive, several URBs in flight, instead of
+    # one packet at a time with each URB's result awaited before the next packet is taken.
+    pipelined_out: bool
+
     async def next_in(self, address: int) -> int:
         """The length of the next IN URB to queue on ``address`` (waits until one is due)."""
         ...
 
     def requeue(self, address: int, lengths: Iterable[int]) -> None:
         """IN URBs unlinked before completing, to queue again first, in order."""
+        ...
+
+    def saw_in(self, address: int, requested: int, received: int) -> None:
+        """An IN URB of ``requested`` bytes on ``address`` completed with ``received``."""
+        ...
+
+    def pin(self, address: int) -> None:
+        """A URB on ``address`` was stuck: one packet per URB there from now on."""
         ...
 
     def next_out(self, address: int) -> int:
@@ -69,6 +94,9 @@ class Plan(Protocol):
 class StreamPlan:
     """One packet per URB, IN URBs queued without end: exact for any protocol."""
 
+    watchdog: float | None = None
+    pipelined_out = False
+
     def __init__(self, endpoints: Iterable[EndpointDescriptor]) -> None:
         self._sizes = {ep.b_endpoint_address: max(1, ep.max_packet_size) for ep in endpoints}
 
@@ -78,6 +106,12 @@ class StreamPlan:
 
     def requeue(self, address: int, lengths: Iterable[int]) -> None:
         pass  # every URB is the same: nothing to remember
+
+    def saw_in(self, address: int, requested: int, received: int) -> None:
+        pass
+
+    def pin(self, address: int) -> None:
+        pass
 
     def next_out(self, address: int) -> int:
         return self._sizes[address]
@@ -89,8 +123,51 @@ class StreamPlan:
         pass
 
 
+class AdaptivePlan(StreamPlan):
+    """Bulk URBs sized by what the device has done (see the module docstring).
+
+    Interrupt endpoints stay one packet per URB.
+    """
+
+    watchdog: float | None = STUCK_AFTER
+    pipelined_out = True
+
+    def __init__(self, endpoints: Iterable[EndpointDescriptor]) -> None:
+        endpoints = list(endpoints)
+        super().__init__(endpoints)
+        self._packets = dict(self._sizes)
+        self._limits = {
+            address: whole_packets(ADAPTIVE_MAX, packet) if packet <= ADAPTIVE_MAX else packet
+            for address, packet in self._packets.items()
+        }
+        for ep in endpoints:
+            if ep.transfer_type != TransferType.BULK:
+                self._limits[ep.b_endpoint_address] = self._packets[ep.b_endpoint_address]
+        self._pinned: set[int] = set()
+
+    def saw_in(self, address: int, requested: int, received: int) -> None:
+        if address in self._pinned:
+            return
+        if received < requested:
+            self._sizes[address] = self._packets[address]
+        else:
+            grown = min(2 * requested, self._limits[address])
+            self._sizes[address] = max(self._sizes[address], grown)
+
+    def pin(self, address: int) -> None:
+        self._pinned.add(address)
+        self._sizes[address] = self._packets[address]
+
+    def reset(self) -> None:
+        # A device that once left a URB unfilled may do so again: pinned endpoints stay so.
+        self._sizes = dict(self._packets)
+
+
 class BulkOnlyPlan:
     """Bulk-Only Transport: URBs follow the commands (USB MSC BOT 1.0 §5)."""
+
+    watchdog: float | None = None
+    pipelined_out = False
 
     def __init__(self, bulk_in: EndpointDescriptor, bulk_out: EndpointDescriptor) -> None:
         self.in_address = bulk_in.b_endpoint_address
@@ -113,6 +190,12 @@ class BulkOnlyPlan:
     def requeue(self, address: int, lengths: Iterable[int]) -> None:
         self._in.extendleft(reversed(list(lengths)))
         self._in_added.set()
+
+    def saw_in(self, address: int, requested: int, received: int) -> None:
+        pass
+
+    def pin(self, address: int) -> None:
+        pass
 
     def next_out(self, address: int) -> int:
         if self._data_out:
@@ -154,14 +237,26 @@ class BulkOnlyPlan:
         self._data_out = 0
 
 
-def plans_for(config: Configuration) -> dict[int, Plan]:
-    """Each data endpoint address of ``config`` → the plan that sizes its URBs."""
+def plans_for(config: Configuration, bulk_urbs: str = EXACT) -> dict[int, Plan]:
+    """Each data endpoint address of ``config`` → the plan that sizes its URBs.
+
+    ``bulk_urbs`` is ``exact`` (one packet per URB unless the protocol says more) or
+    ``adaptive`` (``AdaptivePlan`` where no protocol plan applies).
+    """
+    if bulk_urbs not in BULK_URBS:
+        raise ValueError(f"unknown bulk URB policy {bulk_urbs!r}")
     plans: dict[int, Plan] = {}
     for alt in config.alt_settings:
         if alt.b_alternate_setting:
             continue
         bot = _bulk_only(alt.b_interface_class, alt.b_interface_protocol, alt.endpoints)
-        plan: Plan = bot if bot is not None else StreamPlan(alt.endpoints)
+        plan: Plan
+        if bot is not None:
+            plan = bot
+        elif bulk_urbs == ADAPTIVE:
+            plan = AdaptivePlan(alt.endpoints)
+        else:
+            plan = StreamPlan(alt.endpoints)
         for ep in alt.endpoints:
             plans.setdefault(ep.b_endpoint_address, plan)
     # Endpoints only other alternate settings have move one packet per URB.
@@ -189,3 +284,37 @@ def _bulk_only(
     if len(ins) != 1 or len(outs) != 1:
         return None
     return BulkOnlyPlan(ins[0], outs[0])
+
+
+def describe_plans(config: Configuration, bulk_urbs: str = EXACT) -> list[str]:
+    """One line per data endpoint: how its URBs are sized (what ``plan`` prints)."""
+    plans = plans_for(config, bulk_urbs)
+    lines = []
+    for ep in sorted(config.endpoints(), key=lambda e: e.b_endpoint_address):
+        address = ep.b_endpoint_address
+        if address not in plans:
+            continue
+        plan = plans[address]
+        kind = f"0x{address:02x} {ep.transfer_type.name.lower()} {'IN' if ep.is_in else 'OUT'}"
+        lines.append(f"{kind}: {_urbs_of(plan, ep)}")
+    return lines
+
+
+def _urbs_of(plan: Plan, ep: EndpointDescriptor) -> str:
+    packet = max(1, ep.max_packet_size)
+    if isinstance(plan, BulkOnlyPlan):
+        return "Bulk-Only Transport: each command's stages as its CBW announces them"
+    adaptive = isinstance(plan, AdaptivePlan) and ep.transfer_type == TransferType.BULK
+    if adaptive and ep.is_in:
+        return (
+            f"adaptive, {packet} to {whole_packets(ADAPTIVE_MAX, packet)} bytes per URB"
+            f" (a URB left part-filled for {STUCK_AFTER:g} s is unlinked)"
+        )
+    if plan.pipelined_out and not ep.is_in:
+        return (
+            f"packets forwarded as they arrive, up to {ADAPTIVE_MAX // 1024} KiB per URB"
+            " (a stall reaches the host after the packets already queued)"
+        )
+    if ep.is_in:
+        return f"exact, one packet ({packet} bytes) per URB"
+    return "exact, one packet per URB, each URB's result awaited before the next"

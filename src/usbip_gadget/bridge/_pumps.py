@@ -4,9 +4,15 @@ IN: a poster keeps up to ``depth`` URBs queued on the remote (lengths from the p
 deliverer writes their data to the gadget in submission order. A URB that came back short
 on a whole packet below its length ended with a zero-length packet, which is written too.
 
+With a plan that guesses lengths (``AdaptivePlan``) a multi-packet IN URB not filled within
+the plan's ``watchdog`` is unlinked, what the server gives back of it is delivered, and the
+endpoint moves one packet per URB from then on.
+
 OUT: every read from the gadget (one host transfer, or the part of it the plan asked for)
-becomes one OUT URB, zero-length ones included, posted in order without waiting for the
-previous one; a checker collects the results in order.
+becomes one OUT URB, zero-length ones included, and the next read waits for its result.
+With a plan whose OUT is pipelined, the gadget keeps a ring of one-packet reads queued and
+the packets are forwarded as they come: each run of full packets, up to and with the short
+packet that ends it, is one URB (a zero-length packet its own URB), several URBs in flight.
 
 A remote stall (EPIPE) halts the gadget endpoint and clears the remote one at once (Linux
 ``usbip-host`` turns CLEAR_FEATURE(ENDPOINT_HALT) into ``usb_clear_halt``), so when the host
@@ -22,10 +28,10 @@ from collections.abc import Callable
 import trio
 
 from usbip_gadget._errors import DeviceGone
-from usbip_gadget.bridge._plans import Plan
+from usbip_gadget.bridge._plans import ADAPTIVE_MAX, Plan
 from usbip_gadget.client import RemoteDevice, Urb
 from usbip_gadget.client._exceptions import collapse_single
-from usbip_gadget.gadget import GadgetEndpoint
+from usbip_gadget.gadget import GadgetEndpoint, PacketReader
 from usbip_gadget.protocol import Direction
 from usbip_gadget.usb import EndpointDescriptor, SetupPacket, Speed, TransferType
 
@@ -37,6 +43,8 @@ TRANSIENT = {-errno.EPROTO, -errno.EILSEQ, -errno.ETIME, -errno.EOVERFLOW, -errn
 MAX_TRANSIENT_IN_A_ROW = 16
 CLEAR_HALT_TIMEOUT = 2.0
 POST_TIMEOUT = 5.0
+MAX_GADGET_WRITE = 128 * 1024  # URBs completed together go out in one write up to this
+MAX_RING = 128  # one-packet reads a pipelined OUT endpoint keeps queued
 
 Log = Callable[[str], None]
 
@@ -121,13 +129,21 @@ class _Pump:
         raise NotImplementedError
 
     async def result_loop(self) -> None:
+        watchdog = self.plan.watchdog
         while True:
             urb, length = await self.queue.head()
+            if watchdog is not None and length > self.packet and not urb.settled:
+                with trio.move_on_after(watchdog):
+                    await urb.settle()
+                if not urb.settled:
+                    await self.unstick()
+                    continue
             result = await urb.wait()
             self.queue.pop()
             if result.status not in TRANSIENT:
                 self.failures = 0
             if result.status == 0:
+                self.plan.saw_in(self.address, length, len(result.data))
                 await self.completed(result.data, length)
             elif result.status == -errno.EPIPE:
                 await self.stalled(result.data)
@@ -152,6 +168,9 @@ class _Pump:
     async def completed(self, data: bytes, length: int) -> None:
         pass
 
+    async def unstick(self) -> None:
+        pass
+
     async def stalled(self, data: bytes) -> None:
         async with self.lock:
             if data:
@@ -166,11 +185,15 @@ class _Pump:
 class InPump(_Pump):
     """Remote IN endpoint → gadget IN endpoint, with read-ahead."""
 
+    pinned = False  # a guessed URB got stuck: one packet per URB from now on
+
     async def post_loop(self) -> None:
         while True:
             length = await self.plan.next_in(self.address)
             await self.queue.slots.acquire()
             async with self.lock:
+                if self.pinned:  # decided before a stuck URB was taken back
+                    length = min(length, self.packet)
                 # Shielded: a send cut in half would cost the whole connection.
                 with trio.CancelScope(shield=True, deadline=trio.current_time() + POST_TIMEOUT):
                     urb = await self.remote.post(
@@ -183,15 +206,42 @@ class InPump(_Pump):
         # follows them may go out in the same write: the host receives the same packets,
         # with one gadget request instead of several (a BOT command's data and status).
         chunks = [data]
-        while len(data) == length and self.queue.urbs and self.queue.urbs[0][0].succeeded:
-            urb, length = self.queue.urbs[0]
-            data = (await urb.wait()).data
+        total = len(data)
+        while len(data) == length and total < MAX_GADGET_WRITE and self.queue.urbs:
+            urb, next_length = self.queue.urbs[0]
+            if not urb.succeeded:
+                break
+            data, length = (await urb.wait()).data, next_length
             self.queue.pop()
+            self.plan.saw_in(self.address, length, len(data))
             chunks.append(data)
+            total += len(data)
         await self.endpoint.write(b"".join(chunks) if len(chunks) > 1 else data)
         ended_by_zlp = len(data) < length and len(data) % self.packet == 0
         if ended_by_zlp and (data or len(chunks) > 1):
             await self.endpoint.write(b"")  # the ZLP the device ended the transfer with
+
+    async def unstick(self) -> None:
+        """The head URB's length was a guess the device did not fill: take it back."""
+        async with self.lock:
+            self.pinned = True
+            self.plan.pin(self.address)
+            rest = self.queue.take_all()
+            head, length = rest[0]
+            await self.remote.unlink_all([urb for urb, _ in rest])
+            settled = head.settled_with()
+            status, salvaged = settled if settled is not None else (None, b"")
+            where = f"endpoint 0x{self.address:02x}"
+            if status == 0:  # it completed as the unlink crossed it
+                await self.completed(salvaged, length)
+            elif salvaged:
+                await self.endpoint.write(salvaged)
+            self.log(
+                f"{where}: a {length}-byte URB was not filled within {self.plan.watchdog:g} s;"
+                f" unlinked it ({len(salvaged)} bytes came back with the unlink; a server"
+                " that drops an unlinked URB's data loses what it held), one packet per URB"
+                " from now on"
+            )
 
 
 class OutPump(_Pump):
@@ -222,11 +272,74 @@ class OutPump(_Pump):
             await self.endpoint.halt()
 
 
+class PipelinedOutPump(OutPump):
+    """Gadget OUT endpoint → remote OUT endpoint, packets forwarded as they arrive."""
+
+    reader: PacketReader | None = None
+    stalls = 0  # bumped by every stall: packets taken before it are not forwarded
+
+    async def post_loop(self) -> None:
+        ring = max(1, min(MAX_RING, ADAPTIVE_MAX // self.packet))
+        async with self.endpoint.packet_reader(ring) as reader:
+            self.reader = reader
+            while True:
+                packets = await reader.take()
+                stalls = self.stalls
+                for data in urb_payloads(packets, self.packet):
+                    await self.queue.slots.acquire()
+                    async with self.lock:
+                        if stalls != self.stalls:
+                            self.queue.slots.release()
+                            break
+                        with trio.CancelScope(
+                            shield=True, deadline=trio.current_time() + POST_TIMEOUT
+                        ):
+                            urb = await self.remote.post(
+                                self.number, Direction.OUT, data=data, interval=self.interval
+                            )
+                            self.queue.append(urb, len(data))
+
+    async def stalled(self, data: bytes) -> None:
+        self.stalls += 1
+        await super().stalled(data)
+        if self.reader is not None:
+            # Packets the controller took after the stalled one belong to the failed
+            # transfer: the device would have refused them.
+            self.reader.discard()
+
+
+def urb_payloads(packets: list[bytes], packet: int) -> list[bytes]:
+    """Packets as OUT URBs: each run of full packets with the short one that ends it.
+
+    A zero-length packet is a URB of its own; full packets at the end form a URB too (more
+    may follow in the next URB: the device sees the same packets either way). No URB is
+    longer than ``ADAPTIVE_MAX``.
+    """
+    payloads: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+    for data in packets:
+        if data:
+            run.append(data)
+            size += len(data)
+        if len(data) < packet or size + packet > ADAPTIVE_MAX:
+            if run:
+                payloads.append(b"".join(run))
+                run, size = [], 0
+            if not data:
+                payloads.append(b"")
+    if run:
+        payloads.append(b"".join(run))
+    return payloads
+
+
 def make_pump(
     remote: RemoteDevice, endpoint: GadgetEndpoint, plan: Plan, depth: int, log: Log
 ) -> _Pump:
     if endpoint.descriptor.b_endpoint_address & 0x80:
         return InPump(remote, endpoint, plan, depth, log)
+    if plan.pipelined_out:
+        return PipelinedOutPump(remote, endpoint, plan, depth, log)
     return OutPump(remote, endpoint, plan, 1, log)
 
 
@@ -235,7 +348,9 @@ __all__ = [
     "TRANSIENT",
     "InPump",
     "OutPump",
+    "PipelinedOutPump",
     "clear_remote_halt",
     "make_pump",
     "urb_interval",
+    "urb_payloads",
 ]

@@ -535,6 +535,17 @@ class Urb:
             and pending.result.status == 0
         )
 
+    async def settle(self) -> None:
+        """Wait until a reply settles it; being cancelled here unlinks nothing."""
+        await self._pending.done.wait()
+
+    def settled_with(self) -> tuple[int, bytes] | None:
+        """The status and data of the RET_SUBMIT that settled it, if one did."""
+        result = self._pending.result
+        if result is None or self._pending.error is not None:
+            return None
+        return result.status, result.data
+
     async def wait(self, *, deadline: float = math.inf, check: bool = False) -> UrbResult:
         """The URB's completion; at ``deadline`` (trio time) it is unlinked → ``UsbipTimeout``.
 

@@ -1,6 +1,12 @@
 """The device side: configfs gadgets, FunctionFS descriptors and events, number remapping."""
 
-from usbip_gadget.gadget._backend import EndpointShutdown, GadgetBackend, GadgetEndpoint
+from usbip_gadget.gadget._backend import (
+    EndpointShutdown,
+    GadgetBackend,
+    GadgetEndpoint,
+    PacketReader,
+    one_read_at_a_time,
+)
 from usbip_gadget.gadget._configfs import (
     GADGET_ROOT,
     ConfigfsGadget,
@@ -51,6 +57,7 @@ __all__ = [
     "HostError",
     "HostStall",
     "HostTimeout",
+    "PacketReader",
     "Remap",
     "Unsupported",
     "build_descriptors",
@@ -61,6 +68,7 @@ __all__ = [
     "endpoint_addresses",
     "interface_numbers",
     "list_udcs",
+    "one_read_at_a_time",
     "open_functionfs_gadget",
     "pack_event",
     "parse_events",

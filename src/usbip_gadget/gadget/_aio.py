@@ -43,7 +43,11 @@ _BITS32 = {"x86_64": "i686", "aarch64": "armv7l"}
 _IOCB_CMD_PREAD = 0
 _IOCB_CMD_PWRITE = 1
 _IOCB_FLAG_RESFD = 1
-DEFAULT_CAPACITY = 256
+DEFAULT_CAPACITY = 1024
+# aio_data of a PacketRing's slot: the ring's number above bit 16, the slot below; single
+# requests are numbered below _RING_KEYS.
+_RING_KEYS = 1 << 48
+_SLOT_BITS = 16
 
 
 class AioUnavailable(OSError):
@@ -124,6 +128,8 @@ class Aio:
         self._events = (_IoEvent * capacity)()
         self._pending: dict[int, _Request] = {}
         self._next_key = 0
+        self._rings: dict[int, PacketRing] = {}
+        self._next_ring = _RING_KEYS >> _SLOT_BITS
 
     def _syscall(self, number: int, *args: object) -> int:
         result: int = self._libc.syscall(number, *args)
@@ -149,7 +155,13 @@ class Aio:
                     continue
                 raise OSError(ctypes.get_errno(), "io_getevents failed")
             for event in self._events[:count]:
-                request = self._pending.pop(event.data, None)
+                key = event.data
+                if key >= _RING_KEYS:
+                    ring = self._rings.get(key >> _SLOT_BITS)
+                    if ring is not None:
+                        ring.completed(key & ((1 << _SLOT_BITS) - 1), event.res)
+                    continue
+                request = self._pending.pop(key, None)
                 if request is not None:
                     request.result = event.res
                     request.done.set()
@@ -194,6 +206,32 @@ class Aio:
             raise OSError(-request.result, os.strerror(-request.result))
         return request.result
 
+    def submit(self, iocbs: ctypes.Array[ctypes._Pointer[_Iocb]], first: int, count: int) -> int:
+        """io_submit ``count`` iocbs of the pointer array ``iocbs`` from index ``first``;
+        how many the kernel took (those before the first it refused)."""
+        size = ctypes.sizeof(ctypes.c_void_p)
+        start = ctypes.c_void_p(ctypes.addressof(iocbs) + first * size)
+        submitted = self._syscall(self._submit_nr, self._context, count, start)
+        if submitted < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"io_submit: {os.strerror(code)}")
+        return submitted
+
+    def cancel(self, iocb: _Iocb) -> None:
+        """io_cancel: the request completes (through the ring) as cancelled."""
+        self._syscall(self._cancel, self._context, ctypes.byref(iocb), None)
+
+    def packet_ring(self, fd: int, packet: int, count: int) -> PacketRing:
+        """``count`` one-packet reads on ``fd`` (``PacketRing``); nothing is submitted yet."""
+        number = self._next_ring
+        self._next_ring += 1
+        ring = PacketRing(self, fd, packet, count, number << _SLOT_BITS)
+        self._rings[number] = ring
+        return ring
+
+    def forget_ring(self, key: int) -> None:
+        self._rings.pop(key >> _SLOT_BITS, None)
+
     def _cancel_request(self, request: _Request) -> None:
         # Since Linux 4.19 the cancelled request's completion always comes through the ring
         # (io_cancel answers EINPROGRESS); it is reaped, and its buffer freed, then.
@@ -206,6 +244,116 @@ class Aio:
             self._context = ctypes.c_ulong(0)
             os.close(self._eventfd)
             self._pending.clear()
+            self._rings.clear()
+
+
+class PacketRing:
+    """One-packet read requests kept queued on an OUT endpoint file, in a ring of slots.
+
+    The controller fills them in the order they were queued, one packet each, so the packets
+    the host sent come back with their boundaries (a short or zero-length one included)
+    whatever the host's transfer lengths. The slots' iocbs and buffers are allocated once and
+    resubmitted in batches: one io_submit per ``take``, not per packet.
+    """
+
+    def __init__(self, aio: Aio, fd: int, packet: int, count: int, key: int) -> None:
+        if not 0 < count < 1 << _SLOT_BITS:
+            raise ValueError(f"a ring has 1 to {(1 << _SLOT_BITS) - 1} slots")
+        self._aio = aio
+        self._packet = packet
+        self._count = count
+        self._key = key
+        self._buffer = (ctypes.c_char * (packet * count))()
+        self._iocbs = (_Iocb * count)()
+        self._pointers = (ctypes.POINTER(_Iocb) * count)()
+        self._base = base = ctypes.addressof(self._buffer)
+        for slot in range(count):
+            iocb = self._iocbs[slot]
+            iocb.aio_data = key | slot
+            iocb.aio_lio_opcode = _IOCB_CMD_PREAD
+            iocb.aio_fildes = fd
+            iocb.aio_buf = base + slot * packet
+            iocb.aio_nbytes = packet
+            iocb.aio_flags = _IOCB_FLAG_RESFD
+            iocb.aio_resfd = aio._eventfd
+            self._pointers[slot] = ctypes.pointer(iocb)
+        self._results: list[int | None] = [None] * count  # None: queued or never submitted
+        self._queued = [False] * count
+        self._in_flight = 0
+        self._head = 0
+        self._closed = False
+        self._ready = trio.Event()
+
+    def start(self) -> None:
+        """Queue every slot."""
+        self._resubmit(0, self._count)
+
+    def completed(self, slot: int, result: int) -> None:
+        """A slot's read completed (called by the reaper)."""
+        self._queued[slot] = False
+        self._in_flight -= 1
+        if self._closed:
+            if not self._in_flight:
+                self._aio.forget_ring(self._key)
+            return
+        self._results[slot] = result
+        if slot == self._head:
+            self._ready.set()
+
+    async def take(self) -> list[bytes]:
+        """The packets completed from the head on, at least one; their slots are requeued.
+
+        A failed read raises ``OSError`` once the packets before it have been taken.
+        """
+        while self._results[self._head] is None:
+            self._ready = trio.Event()
+            await self._ready.wait()
+        packets: list[bytes] = []
+        first = slot = self._head
+        while (result := self._results[slot]) is not None and len(packets) < self._count:
+            if result < 0:
+                if packets:
+                    break
+                self._results[slot] = None
+                self._head = (slot + 1) % self._count
+                self._resubmit(slot, 1)
+                raise OSError(-result, os.strerror(-result))
+            packets.append(ctypes.string_at(self._base + slot * self._packet, result))
+            self._results[slot] = None
+            slot = (slot + 1) % self._count
+        self._head = slot
+        self._resubmit(first, len(packets))
+        return packets
+
+    def discard(self) -> int:
+        """Drop the packets completed and not taken (their slots are requeued)."""
+        dropped = 0
+        while self._results[self._head] is not None:
+            self._results[self._head] = None
+            self._resubmit(self._head, 1)
+            self._head = (self._head + 1) % self._count
+            dropped += 1
+        return dropped
+
+    def _resubmit(self, first: int, count: int) -> None:
+        while count:
+            run = min(count, self._count - first)
+            taken = self._aio.submit(self._pointers, first, run)
+            for slot in range(first, first + taken):
+                self._queued[slot] = True
+            self._in_flight += taken
+            if taken < run:  # the ring is broken: its owner stops
+                raise OSError(errno.EAGAIN, f"io_submit took {taken} of {run} reads")
+            first, count = 0, count - run
+
+    def close(self) -> None:
+        """Cancel what is queued; the buffers live until the last cancellation is reaped."""
+        self._closed = True
+        for slot in range(self._count):
+            if self._queued[slot]:
+                self._aio.cancel(self._iocbs[slot])
+        if not self._in_flight:
+            self._aio.forget_ring(self._key)
 
 
 def open_aio() -> Aio | None:
@@ -216,4 +364,4 @@ def open_aio() -> Aio | None:
         return None
 
 
-__all__ = ["Aio", "AioUnavailable", "open_aio"]
+__all__ = ["Aio", "AioUnavailable", "PacketRing", "open_aio"]

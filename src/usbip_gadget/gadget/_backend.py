@@ -11,7 +11,8 @@ tested against the fake and, in the kernel tier, runs on the real one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from usbip_gadget._errors import GadgetError
@@ -52,6 +53,51 @@ class GadgetEndpoint(Protocol):
         """Stall the endpoint; the host's CLEAR_FEATURE(ENDPOINT_HALT) clears it."""
         ...
 
+    def packet_reader(self, limit: int) -> AbstractAsyncContextManager[PacketReader]:
+        """OUT: the host's packets one by one, with up to ``limit`` reads queued meanwhile.
+
+        While the block runs, the controller accepts up to ``limit`` packets ahead of the
+        bridge (it acknowledges them to the host); leaving it cancels what is still queued.
+        Backends that cannot queue reads give one packet per ``read``.
+        """
+        ...
+
+
+class PacketReader(Protocol):
+    """One-packet reads kept queued on an OUT endpoint (``GadgetEndpoint.packet_reader``)."""
+
+    async def take(self) -> list[bytes]:
+        """The packets received since the last call, at least one, in order.
+
+        Each is what one packet carried (``b""`` for a zero-length packet).
+        ``EndpointShutdown`` when the host disables the endpoint.
+        """
+        ...
+
+    def discard(self) -> int:
+        """Drop the packets received and not yet taken; how many were dropped."""
+        ...
+
+
+class _OneRead:
+    """A ``PacketReader`` that reads one packet per call."""
+
+    def __init__(self, endpoint: GadgetEndpoint) -> None:
+        self._endpoint = endpoint
+        self._packet = max(1, endpoint.descriptor.max_packet_size)
+
+    async def take(self) -> list[bytes]:
+        return [await self._endpoint.read(self._packet)]
+
+    def discard(self) -> int:
+        return 0
+
+
+@asynccontextmanager
+async def one_read_at_a_time(endpoint: GadgetEndpoint) -> AsyncIterator[PacketReader]:
+    """``packet_reader`` for backends whose endpoint files take one read at a time."""
+    yield _OneRead(endpoint)
+
 
 class GadgetBackend(Protocol):
     """A plugged gadget: ep0 events and their data stage, and the data endpoints."""
@@ -88,4 +134,10 @@ class GadgetBackend(Protocol):
         ...
 
 
-__all__ = ["EndpointShutdown", "GadgetBackend", "GadgetEndpoint"]
+__all__ = [
+    "EndpointShutdown",
+    "GadgetBackend",
+    "GadgetEndpoint",
+    "PacketReader",
+    "one_read_at_a_time",
+]

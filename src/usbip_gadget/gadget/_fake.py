@@ -20,13 +20,14 @@ the address ``usb_ep_autoconfig`` chose, which may differ from the one VIRTUAL_A
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 
 from usbip_gadget._errors import GadgetError
-from usbip_gadget.gadget._backend import EndpointShutdown
+from usbip_gadget.gadget._backend import EndpointShutdown, PacketReader
 from usbip_gadget.gadget._fake_host import (
     DEFAULT_HOST_TIMEOUT,
     Control,
@@ -151,6 +152,25 @@ class FakeEndpoint:
             owner = self._queue(data, zero_packet=False)
             await self._wait_taken(owner, lambda: self._check_gadget(generation))
 
+    def packet_reader(self, limit: int) -> AbstractAsyncContextManager[PacketReader]:
+        """OUT: each ``take`` gives the packets the host has queued, up to ``limit``."""
+        return _fake_reader(self, max(1, limit))
+
+    async def _take_packets(self, limit: int) -> list[bytes]:
+        # Queued reads hold no lock while they wait (AIO requests do not hold f_fs's epfile
+        # mutex), so a halt meanwhile takes effect at once.
+        if self._descriptor.is_in:
+            await self._wrong_direction("read")
+        generation = await self._wait_enabled()
+
+        def check() -> None:
+            self._check_gadget(generation)
+
+        packets = [await self._take(check)]
+        while len(packets) < limit and self._packets and not self._halted:
+            packets.append(await self._take(check))
+        return packets
+
     async def halt(self) -> None:
         """Stall the endpoint until the host clears the halt; waits for the function enabled."""
         if self._descriptor.transfer_type == TransferType.ISOCHRONOUS:
@@ -258,6 +278,23 @@ class FakeEndpoint:
         self._packets.clear()
         self._leftover = b""
         self._lot.unpark_all()
+
+
+class _FakeReader:
+    def __init__(self, endpoint: FakeEndpoint, limit: int) -> None:
+        self._endpoint = endpoint
+        self._limit = limit
+
+    async def take(self) -> list[bytes]:
+        return await self._endpoint._take_packets(self._limit)
+
+    def discard(self) -> int:
+        return 0  # packets stay with the host until taken: there is nothing ahead to drop
+
+
+@asynccontextmanager
+async def _fake_reader(endpoint: FakeEndpoint, limit: int) -> AsyncIterator[PacketReader]:
+    yield _FakeReader(endpoint, limit)
 
 
 class FakeGadget:

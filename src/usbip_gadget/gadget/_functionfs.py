@@ -25,7 +25,7 @@ import errno
 import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,8 +33,8 @@ import trio
 
 from usbip_gadget._errors import GadgetError
 from usbip_gadget.client._exceptions import collapse_single
-from usbip_gadget.gadget._aio import Aio, open_aio
-from usbip_gadget.gadget._backend import EndpointShutdown
+from usbip_gadget.gadget._aio import Aio, PacketRing, open_aio
+from usbip_gadget.gadget._backend import EndpointShutdown, PacketReader, one_read_at_a_time
 from usbip_gadget.gadget._blocking import ThreadedFile
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, EndpointsExhausted
 from usbip_gadget.gadget._ffs_blob import (
@@ -131,6 +131,24 @@ class FfsEndpoint:
         if written != len(data):
             raise GadgetError(f"{self._path}: wrote {written} of {len(data)} bytes")
 
+    def packet_reader(self, limit: int) -> AbstractAsyncContextManager[PacketReader]:
+        if self._aio is None:
+            return one_read_at_a_time(self)
+        return self._ring(self._aio, max(1, limit))
+
+    @asynccontextmanager
+    async def _ring(self, aio: Aio, count: int) -> AsyncIterator[PacketReader]:
+        packet = max(1, self._descriptor.max_packet_size)
+        ring = aio.packet_ring(self._fd, packet, count)
+        try:
+            try:
+                ring.start()
+            except OSError as exc:
+                raise self._error(exc) from None
+            yield _RingReader(ring, self)
+        finally:
+            ring.close()
+
     async def halt(self) -> None:
         # f_fs halts an endpoint on I/O in the wrong direction and answers EBADMSG. It does
         # not wait for the host, so on a non-blocking file it needs no thread.
@@ -164,6 +182,26 @@ class FfsEndpoint:
         if exc.errno in _SHUTDOWN_ERRNOS or exc.errno == errno.EAGAIN:
             return EndpointShutdown(f"{self._path}: endpoint disabled by the host")
         return GadgetError(f"{self._path}: {doing}{exc.strerror}")
+
+
+class _RingReader:
+    """A ``PacketReader`` over an AIO ``PacketRing``, with the endpoint's errors."""
+
+    def __init__(self, ring: PacketRing, endpoint: FfsEndpoint) -> None:
+        self._ring = ring
+        self._endpoint = endpoint
+
+    async def take(self) -> list[bytes]:
+        try:
+            return await self._ring.take()
+        except OSError as exc:
+            raise self._endpoint._error(exc) from None
+
+    def discard(self) -> int:
+        try:
+            return self._ring.discard()
+        except OSError as exc:
+            raise self._endpoint._error(exc) from None
 
 
 class FunctionFsGadget:
