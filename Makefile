@@ -4,7 +4,7 @@ VENV   := $(CURDIR)/.venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast test-kernel lint demo bench clean
+.PHONY: setup test test-fast test-kernel lint demo bench bench-fast clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,10 @@ demo: setup
 
 bench: setup
 	bash tools/kernel/run-tier --bench
+
+## make bench-fast: no root, no VM: the bridge's CPU per URB through the real client and pumps.
+bench-fast: setup
+	$(BIN)/python tools/bench_fast.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
