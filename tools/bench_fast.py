@@ -1,9 +1,11 @@
 """``make bench-fast``: the CPU the bridge spends per URB, without root or a VM.
 
 URBs go through the real client (``RemoteDevice``), the real codec and the real pumps
-(``make_pump``, as ``attach`` starts one per data endpoint) over TCP on 127.0.0.1 to the
-project's own server (``serve``), which runs in a child process with an in-memory device that
-answers at once: its IN endpoint always has data, its OUT endpoint takes everything. The gadget
+(``make_pump``, as ``attach`` starts one per data endpoint) over TCP on 127.0.0.1 to a server
+in a child process whose device answers at once: its IN endpoint always has data, its OUT
+endpoint takes everything. By default that server is a lean one that answers every URB a
+receive brings in one send (``_bench_server``), as a kernel server would, so that the figures
+are the bridge's; ``--server serve`` uses the project's own ``serve`` instead. The gadget
 side is a stub endpoint whose ``write`` counts bytes and whose ``read`` returns a prepared
 transfer, each with one trio checkpoint, the least any real endpoint call costs.
 
@@ -30,6 +32,7 @@ from functools import partial
 from multiprocessing.connection import Connection
 
 import trio
+from _bench_server import run_fast_server
 
 from usbip_gadget.bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._plans import Plan, StreamPlan
@@ -74,6 +77,11 @@ class EagerDevice(FakeDevice):
 
     def write(self, address: int, data: bytes, timeout: float) -> Moved:
         return Moved(0, length=len(data))
+
+
+def run_fast(report: Connection) -> None:
+    """The lean server (``_bench_server``) with the eager device's record."""
+    run_fast_server(report, BUSID, EagerDevice(snapshot()).exported().device)
 
 
 def run_server(report: Connection) -> None:
@@ -262,7 +270,7 @@ async def bench(port: int, names: list[str], seconds: float, profile: bool) -> N
                 stats.sort_stats("cumulative").print_stats(15)
 
 
-def header() -> str:
+def header(server: str) -> str:
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
         names = [ln.split(":")[1].strip() for ln in cpuinfo if ln.startswith("model name")]
@@ -271,8 +279,8 @@ def header() -> str:
         f"bench-fast: {platform.python_implementation()} {platform.python_version()}, "
         f"trio {trio.__version__}, {platform.system()} {platform.release()} "
         f"{platform.machine()}, {model}, {os.cpu_count()} CPUs\n"
-        f"make_pump (read-ahead {DEFAULT_DEPTH}) and RemoteDevice.control over TCP to `serve` "
-        f"in a child process; CPU: this process's process_time; MB = 10^6 bytes"
+        f"make_pump (read-ahead {DEFAULT_DEPTH}) and RemoteDevice.control over TCP to a server "
+        f"({server}) in a child process; CPU: this process's process_time; MB = 10^6 bytes"
     )
 
 
@@ -281,19 +289,24 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", metavar="CASE", help=f"of {', '.join(CASES)}")
     parser.add_argument("--seconds", type=float, default=CASE_S, help="per case, after warm-up")
     parser.add_argument("--profile", action="store_true", help="cProfile each case's window")
+    parser.add_argument(
+        "--server", choices=("fast", "serve"), default="fast",
+        help="fast: a lean server answering in batches (default); serve: usbip-gadget serve",
+    )  # fmt: skip
     args = parser.parse_args()
     for name in args.cases:
         if name not in CASES:
             parser.error(f"no case {name!r}")
     context = multiprocessing.get_context("fork")  # before trio starts here
     receive, send = context.Pipe(duplex=False)
-    server = context.Process(target=run_server, args=(send,), daemon=True)
+    target = run_fast if args.server == "fast" else run_server
+    server = context.Process(target=target, args=(send,), daemon=True)
     server.start()
     try:
         if not receive.poll(TIMEOUT_S):
             raise SystemExit("bench-fast: the server did not start")
         port = receive.recv()
-        print(header(), flush=True)
+        print(header(args.server), flush=True)
         trio.run(bench, port, args.cases or list(CASES), args.seconds, args.profile)
     finally:
         server.terminate()

@@ -33,7 +33,7 @@ from usbip_gadget.gadget import (
 from usbip_gadget.usb import Configuration, RequestType, SetupPacket
 
 CONTROL_TIMEOUT = 4.0  # a Linux host gives a control transfer 5 s (USB_CTRL_GET_TIMEOUT)
-DEFAULT_DEPTH = 8
+DEFAULT_DEPTH = 16
 
 
 def _quiet(_message: str) -> None:

@@ -42,7 +42,6 @@ TRANSIENT = {-errno.EPROTO, -errno.EILSEQ, -errno.ETIME, -errno.EOVERFLOW, -errn
              -errno.ENOSR, -errno.EREMOTEIO}  # fmt: skip
 MAX_TRANSIENT_IN_A_ROW = 16
 CLEAR_HALT_TIMEOUT = 2.0
-POST_TIMEOUT = 5.0
 MAX_GADGET_WRITE = 128 * 1024  # URBs completed together go out in one write up to this
 MAX_RING = 128  # one-packet reads a pipelined OUT endpoint keeps queued
 
@@ -70,13 +69,23 @@ async def clear_remote_halt(remote: RemoteDevice, address: int) -> None:
     await remote.control(SetupPacket.clear_feature_halt(address), timeout=CLEAR_HALT_TIMEOUT)
 
 
+async def _acquire(lock: trio.Lock | trio.Semaphore) -> None:
+    """``lock.acquire()``, without a checkpoint when it is free at once."""
+    try:
+        lock.acquire_nowait()
+    except trio.WouldBlock:
+        await lock.acquire()
+
+
 class _Queue:
     """URBs in flight on one endpoint, oldest first, bounded by ``depth``."""
 
     def __init__(self, depth: int) -> None:
+        self.depth = depth
         self.urbs: deque[tuple[Urb, int]] = deque()
         self.slots = trio.Semaphore(depth)
         self._added = trio.Event()
+        self._freed = trio.Event()
 
     def append(self, urb: Urb, length: int) -> None:
         self.urbs.append((urb, length))
@@ -91,6 +100,16 @@ class _Queue:
     def pop(self) -> None:
         self.urbs.popleft()
         self.slots.release()
+        self._freed.set()
+
+    async def refill(self, count: int) -> None:
+        """When full, wait until ``count`` slots are free: URBs then go out together, in one
+        send, and their completions come back together (one wake-up for several URBs)."""
+        if len(self.urbs) < self.depth:
+            return
+        while self.depth - len(self.urbs) < count:
+            self._freed = trio.Event()
+            await self._freed.wait()
 
     def take_all(self) -> list[tuple[Urb, int]]:
         taken = list(self.urbs)
@@ -132,13 +151,17 @@ class _Pump:
         watchdog = self.plan.watchdog
         while True:
             urb, length = await self.queue.head()
-            if watchdog is not None and length > self.packet and not urb.settled:
-                with trio.move_on_after(watchdog):
+            if not urb.settled:
+                # Cancelled here, the URB is unlinked by ``run`` with the rest of the queue.
+                if watchdog is not None and length > self.packet:
+                    with trio.move_on_after(watchdog):
+                        await urb.settle()
+                    if not urb.settled:
+                        await self.unstick()
+                        continue
+                else:
                     await urb.settle()
-                if not urb.settled:
-                    await self.unstick()
-                    continue
-            result = await urb.wait()
+            result = urb.result()
             self.queue.pop()
             if result.status not in TRANSIENT:
                 self.failures = 0
@@ -189,17 +212,21 @@ class InPump(_Pump):
 
     async def post_loop(self) -> None:
         while True:
+            # Nothing here yields unless it has to wait, so the URBs posted in one pass
+            # leave in one send.
             length = await self.plan.next_in(self.address)
-            await self.queue.slots.acquire()
-            async with self.lock:
+            await self.queue.refill(max(1, self.queue.depth // 2))
+            await _acquire(self.queue.slots)
+            await _acquire(self.lock)
+            try:
                 if self.pinned:  # decided before a stuck URB was taken back
                     length = min(length, self.packet)
-                # Shielded: a send cut in half would cost the whole connection.
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + POST_TIMEOUT):
-                    urb = await self.remote.post(
-                        self.number, Direction.IN, length, interval=self.interval
-                    )
-                    self.queue.append(urb, length)
+                urb = await self.remote.post(
+                    self.number, Direction.IN, length, interval=self.interval
+                )
+                self.queue.append(urb, length)
+            finally:
+                self.lock.release()
 
     async def completed(self, data: bytes, length: int) -> None:
         # URBs that were filled exactly end on a full packet and end no transfer, so what
@@ -211,7 +238,7 @@ class InPump(_Pump):
             urb, next_length = self.queue.urbs[0]
             if not urb.succeeded:
                 break
-            data, length = (await urb.wait()).data, next_length
+            data, length = urb.result().data, next_length
             self.queue.pop()
             self.plan.saw_in(self.address, length, len(data))
             chunks.append(data)
@@ -256,11 +283,10 @@ class OutPump(_Pump):
             async with self.lock:
                 data = await self.endpoint.read(self.plan.next_out(self.address))
                 self.plan.saw_out(self.address, data)
-                with trio.CancelScope(shield=True, deadline=trio.current_time() + POST_TIMEOUT):
-                    urb = await self.remote.post(
-                        self.number, Direction.OUT, data=data, interval=self.interval
-                    )
-                    self.queue.append(urb, len(data))
+                urb = await self.remote.post(
+                    self.number, Direction.OUT, data=data, interval=self.interval
+                )
+                self.queue.append(urb, len(data))
 
     async def stalled(self, data: bytes) -> None:
         async with self.lock:
@@ -291,13 +317,10 @@ class PipelinedOutPump(OutPump):
                         if stalls != self.stalls:
                             self.queue.slots.release()
                             break
-                        with trio.CancelScope(
-                            shield=True, deadline=trio.current_time() + POST_TIMEOUT
-                        ):
-                            urb = await self.remote.post(
-                                self.number, Direction.OUT, data=data, interval=self.interval
-                            )
-                            self.queue.append(urb, len(data))
+                        urb = await self.remote.post(
+                            self.number, Direction.OUT, data=data, interval=self.interval
+                        )
+                        self.queue.append(urb, len(data))
 
     async def stalled(self, data: bytes) -> None:
         self.stalls += 1

@@ -53,6 +53,7 @@ from usbip_gadget.usb import SetupPacket
 _RECEIVE_SIZE = 256 * 1024
 _LOW_WATER_MIN = 4096  # below this, a wakeup costs less than the system call
 _LOW_WATER_CAP = 128 * 1024
+_OUTBOX_LIMIT = 4 << 20  # bytes queued for the writer before posting waits for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,10 @@ class UrbResult:
     start_frame: int = 0
     error_count: int = 0
     iso_packets: tuple[IsoPacket, ...] = ()
+
+
+class _DeadlineExpired(UsbipTimeout):
+    """``Urb.wait``'s deadline passed (not the connection's failure)."""
 
 
 class _Pending:
@@ -147,7 +152,9 @@ async def open_remote_device(
         raise ImportRefused(f"cannot import {busid}: {OpStatus.describe(reply.status)}")
     with collapse_single():
         async with trio.open_nursery() as nursery:
-            device = RemoteDevice(stream, conn, reply.device, unlink_timeout=unlink_timeout)
+            device = RemoteDevice(
+                stream, conn, reply.device, unlink_timeout=unlink_timeout, send_timeout=timeout
+            )
             await nursery.start(device.run_reader)
             try:
                 yield device
@@ -229,9 +236,12 @@ async def _first_op(
 class RemoteDevice:
     """An imported device: submit URBs to it, many at once, from any task.
 
-    One reader task matches RET_SUBMIT/RET_UNLINK to the waiting submitters by seqnum;
-    a write lock keeps messages whole on the stream. A transfer that times out or is
-    cancelled is unlinked on the server before ``submit`` returns.
+    One reader task matches RET_SUBMIT/RET_UNLINK to the waiting submitters by seqnum.
+    Messages go into an outbox that one writer task sends, everything queued in one send:
+    posting a URB does no I/O, so it cannot be cut in half, and URBs posted together leave
+    together. A server that takes nothing for ``send_timeout`` seconds while messages wait
+    ends the connection. A transfer that times out or is cancelled is unlinked on the server
+    before ``submit`` returns.
     """
 
     def __init__(
@@ -241,13 +251,20 @@ class RemoteDevice:
         device: UsbDevice,
         *,
         unlink_timeout: float = 1.0,
+        send_timeout: float = 10.0,
     ) -> None:
         self.device = device
         self.unlink_timeout = unlink_timeout
+        self.send_timeout = send_timeout
         self.closed = trio.Event()
         self._stream = stream
         self._conn = conn
-        self._write_lock = trio.Lock()
+        self._outbox: list[bytes] = []
+        self._outbox_bytes = 0
+        self._outbox_filled = trio.Event()
+        self._outbox_drained = trio.Event()
+        self._writing = False
+        self._idle = trio.Event()
         self._seqnums = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._unlinks: dict[int, int] = {}  # CMD_UNLINK seqnum -> the seqnum it unlinks
@@ -267,8 +284,38 @@ class RemoteDevice:
     async def run_reader(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Read replies until the connection ends; never raises."""
-        task_status.started()
+        """Read replies (and send the outbox) until the connection ends; never raises."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_writer)
+            task_status.started()
+            await self._read()
+            nursery.cancel_scope.cancel()
+
+    async def _run_writer(self) -> None:
+        try:
+            while self._failure is None:
+                if not self._outbox:
+                    self._outbox_filled = trio.Event()
+                    await self._outbox_filled.wait()
+                    continue
+                outbox = self._outbox
+                data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+                self._outbox = []
+                self._outbox_bytes = 0
+                self._outbox_drained.set()
+                with trio.move_on_after(self.send_timeout):
+                    self._writing = True
+                    with map_transport_errors("connection to the server"):
+                        await self._stream.send_all(data)
+                    self._writing = False
+                    if not self._outbox:
+                        self._idle.set()
+                    continue
+                raise UsbipTimeout(f"the server took no data for {self.send_timeout:g} s")
+        except UsbipGadgetError as exc:
+            self._fail(exc)
+
+    async def _read(self) -> None:
         low_water = _LowWater(self._stream)
         try:
             while True:
@@ -276,6 +323,8 @@ class RemoteDevice:
                 if event is NEED_DATA:
                     low_water.want(self._conn.bytes_wanted())
                     await _receive(self._stream, self._conn, "connection to the server")
+                elif type(event) is RetSubmit:  # the common case, without a coroutine
+                    self._complete(event.seqnum, result=event)
                 elif isinstance(event, Sentinel):
                     raise TransportError("the server closed the connection")
                 else:
@@ -296,8 +345,9 @@ class RemoteDevice:
                 else:  # completed as the unlink arrived; the server sends no RET_SUBMIT then
                     self._complete(target, result=RetSubmit(target))
             case UnexportRequest():
+                self._send(UnexportReply())
                 with trio.move_on_after(self.unlink_timeout):
-                    await self._send(UnexportReply())
+                    await self._flushed()
                 raise TransportError("the exporter withdrew the device")
 
     def _complete(
@@ -315,28 +365,32 @@ class RemoteDevice:
             if not pending.done.is_set():
                 pending.error = exc
                 pending.done.set()
+        self._idle.set()
+        self._outbox_drained.set()
         self.closed.set()
 
     # ------------------------------------------------------------ sending
 
-    async def _send(self, message: Message) -> None:
-        async with self._write_lock:
-            if self._failure is not None:
-                await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller sees that
-                raise self._failure.with_traceback(None)
-            data = self._conn.send(message)
-            sent = False
-            try:
-                with map_transport_errors("connection to the server"):
-                    await self._stream.send_all(data)
-                sent = True
-            except TransportError as exc:
-                self._fail(exc)
-                raise
-            finally:
-                if not sent and self._failure is None:
-                    # Cancelled part-way: the stream may hold half a message.
-                    self._fail(TransportError("a send was interrupted; connection abandoned"))
+    def _send(self, message: Message) -> None:
+        """Queue ``message`` for the writer; raises the failure of an ended connection."""
+        if self._failure is not None:
+            raise self._failure.with_traceback(None)
+        data = self._conn.send(message)
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._outbox_filled.set()
+
+    async def _flushed(self) -> None:
+        """Wait until everything queued has been sent (or the connection has failed)."""
+        while (self._outbox or self._writing) and self._failure is None:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    async def _outbox_room(self) -> None:
+        """Wait while the writer is behind by more than ``_OUTBOX_LIMIT`` bytes."""
+        while self._outbox_bytes > _OUTBOX_LIMIT and self._failure is None:
+            self._outbox_drained = trio.Event()
+            await self._outbox_drained.wait()
 
     def _next_seqnum(self) -> int:
         while True:
@@ -378,7 +432,7 @@ class RemoteDevice:
             )
         try:
             return await urb.wait(deadline=deadline, check=check)
-        except UsbipTimeout:
+        except _DeadlineExpired:
             raise UsbipTimeout(f"transfer on endpoint {ep} timed out after {timeout:g} s") from None
 
     async def post(
@@ -393,13 +447,16 @@ class RemoteDevice:
         interval: int = 0,
         iso_packets: Sequence[IsoPacket] = (),
     ) -> Urb:
-        """Send one CMD_SUBMIT and return at once: ``Urb.wait`` gives its completion.
+        """Queue one CMD_SUBMIT and return at once: ``Urb.wait`` gives its completion.
 
         URBs posted one after another from one task reach the server in that order. Every
-        posted URB must be waited for or unlinked (``unlink_all``).
+        posted URB must be waited for or unlinked (``unlink_all``). It waits only while the
+        writer is far behind, and if cancelled then, nothing was queued.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller queues nothing
+        if self._outbox_bytes > _OUTBOX_LIMIT:
+            await self._outbox_room()
         if self._failure is not None:
-            await trio.lowlevel.checkpoint_if_cancelled()
             raise self._failure.with_traceback(None)
         if direction == Direction.IN:
             flags |= TransferFlags.DIR_IN
@@ -409,12 +466,8 @@ class RemoteDevice:
             number_of_packets=len(iso_packets) if iso_packets else NO_ISO,
             interval=interval, iso_packets=tuple(iso_packets),
         )  # fmt: skip
+        self._send(cmd)
         pending = self._pending[cmd.seqnum] = _Pending()
-        try:
-            await self._send(cmd)
-        except BaseException:
-            del self._pending[cmd.seqnum]
-            raise
         return Urb(self, cmd, pending)
 
     async def unlink_all(self, urbs: Sequence[Urb]) -> None:
@@ -443,7 +496,8 @@ class RemoteDevice:
         self._unlinks[unlink_seqnum] = urb.cmd.seqnum
         # If the connection is gone, the URB is gone with it (and was failed).
         with contextlib.suppress(UsbipGadgetError):
-            await self._send(CmdUnlink(unlink_seqnum, self.device.devid, urb.cmd.seqnum))
+            self._send(CmdUnlink(unlink_seqnum, self.device.devid, urb.cmd.seqnum))
+        await trio.lowlevel.checkpoint()
 
     async def _unlink(self, urb: Urb) -> None:
         """CMD_UNLINK ``urb`` and wait (bounded) for the server to settle it either way."""
@@ -546,6 +600,21 @@ class Urb:
             return None
         return result.status, result.data
 
+    def result(self) -> UrbResult:
+        """The completion of a settled URB (see ``settled``), at once; forgets the URB."""
+        pending = self._pending
+        if not pending.done.is_set():
+            raise RuntimeError("the URB is not settled yet")
+        self._device._forget(self.cmd.seqnum)
+        if pending.error is not None:
+            raise pending.error.with_traceback(None)
+        ret = pending.result
+        assert ret is not None
+        return UrbResult(
+            ret.status, ret.actual_length, ret.data, ret.start_frame, ret.error_count,
+            ret.iso_packets,
+        )  # fmt: skip
+
     async def wait(self, *, deadline: float = math.inf, check: bool = False) -> UrbResult:
         """The URB's completion; at ``deadline`` (trio time) it is unlinked → ``UsbipTimeout``.
 
@@ -555,13 +624,16 @@ class Urb:
         pending, cmd = self._pending, self.cmd
         unlinked = False
         try:
-            with trio.move_on_at(deadline):
+            if deadline == math.inf:
                 await pending.done.wait()
+            else:
+                with trio.move_on_at(deadline):
+                    await pending.done.wait()
             if not pending.done.is_set():
                 unlinked = True
                 await self._device._unlink(self)
                 if pending.result is None:
-                    raise UsbipTimeout(f"transfer on endpoint {cmd.ep} timed out")
+                    raise _DeadlineExpired(f"transfer on endpoint {cmd.ep} timed out")
         finally:
             if not unlinked and not pending.done.is_set():
                 with trio.CancelScope(shield=True):
