@@ -18,7 +18,7 @@ from tests.bridge.test_bridge import BULK_IN, BULK_OUT, INTERRUPT_IN, TIMEOUT, b
 from tests.bridge.test_bridge import vendor_remote as _vendor_remote
 from usbip_gadget.bridge import AdaptivePlan, describe_plans, plans_for
 from usbip_gadget.bridge._plans import ADAPTIVE_MAX, STUCK_AFTER
-from usbip_gadget.bridge._pumps import urb_payloads
+from usbip_gadget.gadget._backend import runs
 from usbip_gadget.usb import EndpointDescriptor, parse_configuration
 
 from ..usb.vectors import MASS_STORAGE_CONFIG
@@ -103,8 +103,8 @@ def _as_packets(payloads: list[bytes]) -> list[bytes]:
 
 
 @given(_packets)
-def test_out_payloads_carry_exactly_the_hosts_packets(packets: list[bytes]) -> None:
-    payloads = urb_payloads(packets, PACKET)
+def test_out_runs_carry_exactly_the_hosts_packets(packets: list[bytes]) -> None:
+    payloads = runs(packets, PACKET, ADAPTIVE_MAX)
     assert _as_packets(payloads) == packets
     assert all(len(p) <= ADAPTIVE_MAX for p in payloads)
 

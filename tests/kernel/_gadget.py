@@ -29,6 +29,9 @@ PID_KEYBOARD = 0x0105
 PID_SERIAL = 0x0106
 PID_COMPOSITE = 0x0107
 PID_NETWORK = 0x0108
+# NetChip's Gadget Zero IDs, which the host-side usbtest driver binds to (usbtest.c).
+VID_NETCHIP = 0x0525
+PID_GADGET_ZERO = 0xA4A0
 
 BACKING_SIZE = 16 * 1024 * 1024
 
@@ -222,6 +225,14 @@ def ecm(instance: str = "net") -> Function:
     )
 
 
+def source_sink(instance: str = "bulk") -> Function:
+    """usb_f_ss_lb's SourceSink: its bulk IN endpoint sources data and its bulk OUT endpoint
+    sinks it, both in the mod-63 pattern (``pattern`` 1) that ``usbtest pattern=1`` checks. No
+    isochronous attribute is set: on a controller without isochronous endpoints (dummy_hcd) the
+    function drops its isochronous alternate setting and keeps the bulk one alone."""
+    return Function("SourceSink", instance, (("pattern", "1"),))
+
+
 def write_backing_file(path: Path, size: int = BACKING_SIZE, seed: int = 0x5EED) -> bytes:
     """Fills ``path`` with ``size`` reproducible pseudo-random bytes and returns them."""
     data = random.Random(seed).randbytes(size)
@@ -255,6 +266,14 @@ def network_gadget() -> contextlib.AbstractContextManager[Gadget]:
     """A CDC Ethernet adapter."""
     spec = GadgetSpec("network", VID_LINUX_FOUNDATION, PID_NETWORK, "Network Gadget", (ecm(),))
     return bound_gadget(spec)
+
+
+def sourcesink_gadget(udc: str = SOURCE_UDC) -> contextlib.AbstractContextManager[Gadget]:
+    """A bulk source and sink under Gadget Zero's IDs, for usbtest on the host side."""
+    spec = GadgetSpec(
+        "sourcesink", VID_NETCHIP, PID_GADGET_ZERO, "Source/Sink Gadget", (source_sink(),)
+    )
+    return bound_gadget(spec, udc)
 
 
 def composite_gadget(backing: Path) -> contextlib.AbstractContextManager[Gadget]:

@@ -309,11 +309,12 @@ class PipelinedOutPump(OutPump):
         async with self.endpoint.packet_reader(ring) as reader:
             self.reader = reader
             while True:
-                packets = await reader.take()
+                runs = await reader.take()  # each one URB
                 stalls = self.stalls
-                for data in urb_payloads(packets, self.packet):
-                    await self.queue.slots.acquire()
-                    async with self.lock:
+                for data in runs:
+                    await _acquire(self.queue.slots)
+                    await _acquire(self.lock)
+                    try:
                         if stalls != self.stalls:
                             self.queue.slots.release()
                             break
@@ -321,6 +322,8 @@ class PipelinedOutPump(OutPump):
                             self.number, Direction.OUT, data=data, interval=self.interval
                         )
                         self.queue.append(urb, len(data))
+                    finally:
+                        self.lock.release()
 
     async def stalled(self, data: bytes) -> None:
         self.stalls += 1
@@ -329,31 +332,6 @@ class PipelinedOutPump(OutPump):
             # Packets the controller took after the stalled one belong to the failed
             # transfer: the device would have refused them.
             self.reader.discard()
-
-
-def urb_payloads(packets: list[bytes], packet: int) -> list[bytes]:
-    """Packets as OUT URBs: each run of full packets with the short one that ends it.
-
-    A zero-length packet is a URB of its own; full packets at the end form a URB too (more
-    may follow in the next URB: the device sees the same packets either way). No URB is
-    longer than ``ADAPTIVE_MAX``.
-    """
-    payloads: list[bytes] = []
-    run: list[bytes] = []
-    size = 0
-    for data in packets:
-        if data:
-            run.append(data)
-            size += len(data)
-        if len(data) < packet or size + packet > ADAPTIVE_MAX:
-            if run:
-                payloads.append(b"".join(run))
-                run, size = [], 0
-            if not data:
-                payloads.append(b"")
-    if run:
-        payloads.append(b"".join(run))
-    return payloads
 
 
 def make_pump(
@@ -375,5 +353,4 @@ __all__ = [
     "clear_remote_halt",
     "make_pump",
     "urb_interval",
-    "urb_payloads",
 ]

@@ -301,29 +301,45 @@ class PacketRing:
             self._ready.set()
 
     async def take(self) -> list[bytes]:
-        """The packets completed from the head on, at least one; their slots are requeued.
-
-        A failed read raises ``OSError`` once the packets before it have been taken.
+        """The packets completed from the head on, at least one, as runs; their slots are
+        requeued. A run is consecutive full packets with the short packet that ends it (one
+        bytes object, read at once: the slots' buffers are adjacent); a zero-length packet is
+        ``b""`` of its own. A failed read raises ``OSError`` once the packets before it have
+        been taken.
         """
         while self._results[self._head] is None:
             self._ready = trio.Event()
             await self._ready.wait()
-        packets: list[bytes] = []
+        runs: list[bytes] = []
+        results, packet, count = self._results, self._packet, self._count
         first = slot = self._head
-        while (result := self._results[slot]) is not None and len(packets) < self._count:
+        run_start, run_length, taken = slot, 0, 0
+        failure = 0
+        while taken < count and (result := results[slot]) is not None:
             if result < 0:
-                if packets:
-                    break
-                self._results[slot] = None
-                self._head = (slot + 1) % self._count
-                self._resubmit(slot, 1)
-                raise OSError(-result, os.strerror(-result))
-            packets.append(ctypes.string_at(self._base + slot * self._packet, result))
-            self._results[slot] = None
-            slot = (slot + 1) % self._count
+                failure = result
+                if not taken:  # the failed slot is the first: it is taken and requeued
+                    results[slot] = None
+                    slot, taken = (slot + 1) % count, 1
+                break
+            results[slot] = None
+            taken += 1
+            if result:
+                run_length += result
+            if result < packet or slot == count - 1:  # a run ends (the ring wraps after this)
+                if run_length:
+                    runs.append(ctypes.string_at(self._base + run_start * packet, run_length))
+                if not result:
+                    runs.append(b"")
+                run_start, run_length = (slot + 1) % count, 0
+            slot = (slot + 1) % count
+        if run_length:
+            runs.append(ctypes.string_at(self._base + run_start * packet, run_length))
         self._head = slot
-        self._resubmit(first, len(packets))
-        return packets
+        self._resubmit(first, taken)
+        if failure and not runs:
+            raise OSError(-failure, os.strerror(-failure))
+        return runs
 
     def discard(self) -> int:
         """Drop the packets completed and not taken (their slots are requeued)."""

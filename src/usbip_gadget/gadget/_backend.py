@@ -67,9 +67,11 @@ class PacketReader(Protocol):
     """One-packet reads kept queued on an OUT endpoint (``GadgetEndpoint.packet_reader``)."""
 
     async def take(self) -> list[bytes]:
-        """The packets received since the last call, at least one, in order.
+        """The packets received since the last call, at least one, in order, as runs.
 
-        Each is what one packet carried (``b""`` for a zero-length packet).
+        A run is consecutive full packets with the short packet that ends it, joined; a
+        zero-length packet is ``b""`` of its own; full packets at the end form a run too. So
+        each run is one OUT URB that makes the device receive the same packets.
         ``EndpointShutdown`` when the host disables the endpoint.
         """
         ...
@@ -91,6 +93,27 @@ class _OneRead:
 
     def discard(self) -> int:
         return 0
+
+
+def runs(packets: Sequence[bytes], packet: int, limit: int) -> list[bytes]:
+    """``packets`` (each at most ``packet`` bytes) as runs (``PacketReader.take``) of at most
+    ``limit`` bytes."""
+    found: list[bytes] = []
+    run: list[bytes] = []
+    size = 0
+    for data in packets:
+        if data:
+            run.append(data)
+            size += len(data)
+        if len(data) < packet or size + packet > limit:
+            if run:
+                found.append(b"".join(run))
+                run, size = [], 0
+            if not data:
+                found.append(b"")
+    if run:
+        found.append(b"".join(run))
+    return found
 
 
 @asynccontextmanager
@@ -140,4 +163,5 @@ __all__ = [
     "GadgetEndpoint",
     "PacketReader",
     "one_read_at_a_time",
+    "runs",
 ]

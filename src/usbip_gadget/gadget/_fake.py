@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import trio
 
 from usbip_gadget._errors import GadgetError
-from usbip_gadget.gadget._backend import EndpointShutdown, PacketReader
+from usbip_gadget.gadget._backend import EndpointShutdown, PacketReader, runs
 from usbip_gadget.gadget._fake_host import (
     DEFAULT_HOST_TIMEOUT,
     Control,
@@ -169,7 +169,7 @@ class FakeEndpoint:
         packets = [await self._take(check)]
         while len(packets) < limit and self._packets and not self._halted:
             packets.append(await self._take(check))
-        return packets
+        return runs(packets, self._size, limit * self._size)
 
     async def halt(self) -> None:
         """Stall the endpoint until the host clears the halt; waits for the function enabled."""
