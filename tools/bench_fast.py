@@ -106,6 +106,18 @@ class Count:
     bytes: int = 0
 
 
+class Taken:
+    """A queued write the stub host has taken: waiting for it costs one checkpoint."""
+
+    queued = True
+
+    async def wait(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def cancel(self) -> None:
+        pass
+
+
 class StubEndpoint:
     """A ``GadgetEndpoint`` whose host takes IN data and sends OUT data as fast as it can.
 
@@ -131,6 +143,10 @@ class StubEndpoint:
     async def write(self, data: bytes) -> None:
         await trio.lowlevel.checkpoint()
         self._moved(len(data))
+
+    def queue_write(self, data: bytes) -> Taken:
+        self._moved(len(data))
+        return Taken()
 
     async def read(self, length: int) -> bytes:
         await trio.lowlevel.checkpoint()

@@ -118,6 +118,7 @@ async def bridged(
     configure: bool = True,
     lockstep: bool = False,
     bulk_urbs: str = "exact",
+    aio: bool = True,
 ) -> AsyncIterator[Rig]:
     """``remote`` imported over memory streams and bridged to a ``FakeGadget``.
 
@@ -131,7 +132,7 @@ async def bridged(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(remote.serve, server_stream)
         async with open_remote_device(client_stream, remote.busid) as device:
-            gadget = FakeGadget(remote.snapshot)
+            gadget = FakeGadget(remote.snapshot, aio=aio)
             log: list[str] = []
             bridge = Bridge(
                 device, gadget, gadget.configuration, depth=depth, bulk_urbs=bulk_urbs,
@@ -311,11 +312,15 @@ IN_SCENARIOS = {
 }
 
 
-@pytest.mark.parametrize("bulk_urbs", ["exact", "adaptive"])
+@pytest.mark.parametrize(
+    ("bulk_urbs", "aio"),
+    [("exact", True), ("adaptive", True), ("exact", False)],
+    ids=["exact", "adaptive", "one-write-at-a-time"],
+)
 @pytest.mark.parametrize("settled_first", [False, True], ids=["as-read", "settled-first"])
 @pytest.mark.parametrize("scenario", IN_SCENARIOS)
 async def test_in_transfers_read_what_a_directly_attached_host_reads(
-    scenario: str, settled_first: bool, bulk_urbs: str
+    scenario: str, settled_first: bool, bulk_urbs: str, aio: bool
 ) -> None:
     # settled-first: every URB in flight completes before the host reads, so the pump
     # coalesces the URBs that were filled exactly with what follows them into one write.
@@ -323,7 +328,7 @@ async def test_in_transfers_read_what_a_directly_attached_host_reads(
     expected = host_reads(packets, 64, reads)
     remote = vendor_remote()
     with trio.fail_after(TIMEOUT):
-        async with bridged(remote, bulk_urbs=bulk_urbs) as rig:
+        async with bridged(remote, bulk_urbs=bulk_urbs, aio=aio) as rig:
             remote.feed(BULK_IN, *packets)
             if settled_first:
                 await trio.testing.wait_all_tasks_blocked()

@@ -31,7 +31,7 @@ from usbip_gadget._errors import DeviceGone
 from usbip_gadget.bridge._plans import ADAPTIVE_MAX, Plan
 from usbip_gadget.client import RemoteDevice, Urb
 from usbip_gadget.client._exceptions import collapse_single
-from usbip_gadget.gadget import GadgetEndpoint, PacketReader
+from usbip_gadget.gadget import GadgetEndpoint, PacketReader, QueuedWrite
 from usbip_gadget.protocol import Direction
 from usbip_gadget.usb import EndpointDescriptor, SetupPacket, Speed, TransferType
 
@@ -44,6 +44,7 @@ MAX_TRANSIENT_IN_A_ROW = 16
 CLEAR_HALT_TIMEOUT = 2.0
 MAX_GADGET_WRITE = 128 * 1024  # URBs completed together go out in one write up to this
 MAX_RING = 128  # one-packet reads a pipelined OUT endpoint keeps queued
+QUEUED_WRITES = 2  # gadget writes an IN endpoint keeps queued beyond the one being taken
 
 Log = Callable[[str], None]
 
@@ -206,9 +207,47 @@ class _Pump:
 
 
 class InPump(_Pump):
-    """Remote IN endpoint → gadget IN endpoint, with read-ahead."""
+    """Remote IN endpoint → gadget IN endpoint, with read-ahead.
+
+    Gadget writes are queued, up to ``QUEUED_WRITES`` of them, so the controller has the next
+    data as soon as the host has taken the previous (FunctionFS's AIO; other backends write
+    one at a time).
+    """
 
     pinned = False  # a guessed URB got stuck: one packet per URB from now on
+
+    def __init__(
+        self, remote: RemoteDevice, endpoint: GadgetEndpoint, plan: Plan, depth: int, log: Log
+    ) -> None:
+        super().__init__(remote, endpoint, plan, depth, log)
+        self.writes: deque[QueuedWrite] = deque()
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            for write in self.writes:
+                write.cancel()
+            self.writes.clear()
+
+    async def deliver(self, data: bytes) -> None:
+        """Queue ``data`` for the host; waits while ``QUEUED_WRITES`` are ahead of it."""
+        write = self.endpoint.queue_write(data)
+        self.writes.append(write)
+        while len(self.writes) > QUEUED_WRITES or (self.writes and not write.queued):
+            await self.writes[0].wait()
+            self.writes.popleft()
+
+    async def drain(self) -> None:
+        """Wait until the host has taken everything queued."""
+        while self.writes:
+            await self.writes[0].wait()
+            self.writes.popleft()
+
+    async def stalled(self, data: bytes) -> None:
+        # A controller halts an IN endpoint only once its queue is empty.
+        await self.drain()
+        await super().stalled(data)
 
     async def post_loop(self) -> None:
         while True:
@@ -243,10 +282,10 @@ class InPump(_Pump):
             self.plan.saw_in(self.address, length, len(data))
             chunks.append(data)
             total += len(data)
-        await self.endpoint.write(b"".join(chunks) if len(chunks) > 1 else data)
+        await self.deliver(b"".join(chunks) if len(chunks) > 1 else data)
         ended_by_zlp = len(data) < length and len(data) % self.packet == 0
         if ended_by_zlp and (data or len(chunks) > 1):
-            await self.endpoint.write(b"")  # the ZLP the device ended the transfer with
+            await self.deliver(b"")  # the ZLP the device ended the transfer with
 
     async def unstick(self) -> None:
         """The head URB's length was a guess the device did not fill: take it back."""
@@ -262,7 +301,7 @@ class InPump(_Pump):
             if status == 0:  # it completed as the unlink crossed it
                 await self.completed(salvaged, length)
             elif salvaged:
-                await self.endpoint.write(salvaged)
+                await self.deliver(salvaged)
             self.log(
                 f"{where}: a {length}-byte URB was not filled within {self.plan.watchdog:g} s;"
                 f" unlinked it ({len(salvaged)} bytes came back with the unlink; a server"

@@ -5,7 +5,9 @@ from usbip_gadget.gadget._backend import (
     GadgetBackend,
     GadgetEndpoint,
     PacketReader,
+    QueuedWrite,
     one_read_at_a_time,
+    write_on_wait,
 )
 from usbip_gadget.gadget._configfs import (
     GADGET_ROOT,
@@ -58,6 +60,7 @@ __all__ = [
     "HostStall",
     "HostTimeout",
     "PacketReader",
+    "QueuedWrite",
     "Remap",
     "Unsupported",
     "build_descriptors",
@@ -73,4 +76,5 @@ __all__ = [
     "pack_event",
     "parse_events",
     "string_indexes",
+    "write_on_wait",
 ]

@@ -180,6 +180,15 @@ class Aio:
         return await self._request(fd, _IOCB_CMD_PWRITE, address, len(data), data)
 
     async def _request(self, fd: int, opcode: int, address: int, length: int, keep: object) -> int:
+        return await self.finish(self._start(fd, opcode, address, length, keep))
+
+    def start_write(self, fd: int, data: bytes) -> _Request:
+        """Submit one write request on ``fd`` now; ``finish`` waits for it, ``abandon``
+        cancels it. Requests on one file are served in the order they were submitted."""
+        address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+        return self._start(fd, _IOCB_CMD_PWRITE, address, len(data), data)
+
+    def _start(self, fd: int, opcode: int, address: int, length: int, keep: object) -> _Request:
         self._next_key += 1
         iocb = _Iocb(
             aio_data=self._next_key,
@@ -196,15 +205,24 @@ class Aio:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
         self._pending[self._next_key] = request
+        return request
+
+    async def finish(self, request: _Request) -> int:
+        """Wait for a started request: bytes moved, or ``OSError``; cancelled, it is
+        cancelled in the kernel too."""
         try:
             await request.done.wait()
         except BaseException:
-            if not request.done.is_set():
-                self._cancel_request(request)
+            self.abandon(request)
             raise
         if request.result < 0:
             raise OSError(-request.result, os.strerror(-request.result))
         return request.result
+
+    def abandon(self, request: _Request) -> None:
+        """Cancel a started request that is not done; its completion is reaped as usual."""
+        if not request.done.is_set():
+            self._cancel_request(request)
 
     def submit(self, iocbs: ctypes.Array[ctypes._Pointer[_Iocb]], first: int, count: int) -> int:
         """io_submit ``count`` iocbs of the pointer array ``iocbs`` from index ``first``;
@@ -380,4 +398,6 @@ def open_aio() -> Aio | None:
         return None
 
 
-__all__ = ["Aio", "AioUnavailable", "PacketRing", "open_aio"]
+AioRequest = _Request
+
+__all__ = ["Aio", "AioRequest", "AioUnavailable", "PacketRing", "open_aio"]

@@ -53,6 +53,12 @@ class GadgetEndpoint(Protocol):
         """Stall the endpoint; the host's CLEAR_FEATURE(ENDPOINT_HALT) clears it."""
         ...
 
+    def queue_write(self, data: bytes) -> QueuedWrite:
+        """IN: queue ``data`` now, behind the writes queued before it; ``wait`` on the result
+        returns once the host has taken it all, as ``write`` does. Backends that cannot queue
+        writes make the write when it is waited for (callers wait in order)."""
+        ...
+
     def packet_reader(self, limit: int) -> AbstractAsyncContextManager[PacketReader]:
         """OUT: the host's packets one by one, with up to ``limit`` reads queued meanwhile.
 
@@ -61,6 +67,42 @@ class GadgetEndpoint(Protocol):
         Backends that cannot queue reads give one packet per ``read``.
         """
         ...
+
+
+class QueuedWrite(Protocol):
+    """A write queued on an IN endpoint (``GadgetEndpoint.queue_write``)."""
+
+    # False when the data reach the controller only once ``wait`` is called.
+    queued: bool
+
+    async def wait(self) -> None:
+        """Return once the host has taken the data; ``EndpointShutdown`` if disabled first."""
+        ...
+
+    def cancel(self) -> None:
+        """Withdraw it if the host has not taken it yet (nothing to wait for afterwards)."""
+        ...
+
+
+class _WriteOnWait:
+    """A ``QueuedWrite`` for backends that move one write at a time."""
+
+    queued = False
+
+    def __init__(self, endpoint: GadgetEndpoint, data: bytes) -> None:
+        self._endpoint = endpoint
+        self._data = data
+
+    async def wait(self) -> None:
+        await self._endpoint.write(self._data)
+
+    def cancel(self) -> None:
+        pass
+
+
+def write_on_wait(endpoint: GadgetEndpoint, data: bytes) -> QueuedWrite:
+    """``queue_write`` for backends whose endpoint files take one write at a time."""
+    return _WriteOnWait(endpoint, data)
 
 
 class PacketReader(Protocol):
@@ -162,6 +204,8 @@ __all__ = [
     "GadgetBackend",
     "GadgetEndpoint",
     "PacketReader",
+    "QueuedWrite",
     "one_read_at_a_time",
     "runs",
+    "write_on_wait",
 ]

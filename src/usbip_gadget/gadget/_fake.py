@@ -27,7 +27,14 @@ from dataclasses import dataclass
 import trio
 
 from usbip_gadget._errors import GadgetError
-from usbip_gadget.gadget._backend import EndpointShutdown, PacketReader, runs
+from usbip_gadget.gadget._backend import (
+    EndpointShutdown,
+    PacketReader,
+    QueuedWrite,
+    one_read_at_a_time,
+    runs,
+    write_on_wait,
+)
 from usbip_gadget.gadget._fake_host import (
     DEFAULT_HOST_TIMEOUT,
     Control,
@@ -90,8 +97,9 @@ class FakeEndpoint:
     Isochronous endpoints behave like bulk ones here, except that they cannot halt.
     """
 
-    def __init__(self, descriptor: EndpointDescriptor) -> None:
+    def __init__(self, descriptor: EndpointDescriptor, *, aio: bool = True) -> None:
         self._descriptor = descriptor
+        self._aio = aio  # False: one read or write at a time, like GadgetFS's blocking files
         self._size = max(1, descriptor.max_packet_size)
         self._packets: deque[_Packet] = deque()
         self._leftover = b""
@@ -152,8 +160,16 @@ class FakeEndpoint:
             owner = self._queue(data, zero_packet=False)
             await self._wait_taken(owner, lambda: self._check_gadget(generation))
 
+    def queue_write(self, data: bytes) -> QueuedWrite:
+        """IN: queue ``data`` as packets now (an AIO request); waiting holds no lock."""
+        if not self._aio or not self._descriptor.is_in or not self._enabled:
+            return write_on_wait(self, data)  # halts, or waits for the function, as write does
+        return _FakeQueued(self, self._queue(data, zero_packet=False), self._generation)
+
     def packet_reader(self, limit: int) -> AbstractAsyncContextManager[PacketReader]:
         """OUT: each ``take`` gives the packets the host has queued, up to ``limit``."""
+        if not self._aio:
+            return one_read_at_a_time(self)
         return _fake_reader(self, max(1, limit))
 
     async def _take_packets(self, limit: int) -> list[bytes]:
@@ -280,6 +296,25 @@ class FakeEndpoint:
         self._lot.unpark_all()
 
 
+class _FakeQueued:
+    queued = True
+
+    def __init__(self, endpoint: FakeEndpoint, owner: _Owner, generation: int) -> None:
+        self._endpoint = endpoint
+        self._owner = owner
+        self._generation = generation
+
+    async def wait(self) -> None:
+        endpoint = self._endpoint
+        await endpoint._wait_taken(self._owner, lambda: endpoint._check_gadget(self._generation))
+
+    def cancel(self) -> None:
+        endpoint, owner = self._endpoint, self._owner
+        if owner.remaining:
+            endpoint._packets = deque(p for p in endpoint._packets if p.owner is not owner)
+            owner.remaining = 0
+
+
 class _FakeReader:
     def __init__(self, endpoint: FakeEndpoint, limit: int) -> None:
         self._endpoint = endpoint
@@ -302,7 +337,8 @@ class FakeGadget:
 
     ``host`` drives it (``connect()`` first); ``host_remap`` maps remote numbers to what the
     host sees, ``ep0_remap`` to the wIndex of SETUP events. ``Unsupported`` if FunctionFS
-    could not express the configuration. See the module docstring for the ep0 rules.
+    could not express the configuration. See the module docstring for the ep0 rules. With
+    ``aio`` False the endpoints take one read or write at a time (GadgetFS's blocking files).
     """
 
     def __init__(
@@ -311,6 +347,7 @@ class FakeGadget:
         *,
         config_index: int = 0,
         host_timeout: float = DEFAULT_HOST_TIMEOUT,
+        aio: bool = True,
     ) -> None:
         if not 0 <= config_index < len(snapshot.configurations):
             raise GadgetError(f"the snapshot has no configuration at index {config_index}")
@@ -319,7 +356,7 @@ class FakeGadget:
         if reasons:
             raise Unsupported(reasons)
         self.configuration: Configuration = config
-        self._endpoints = tuple(FakeEndpoint(ep) for ep in config.endpoints())
+        self._endpoints = tuple(FakeEndpoint(ep, aio=aio) for ep in config.endpoints())
         self._ep0_remap = Remap.for_ep0_events(config, virtual_addr=True)
         self._queue: list[FfsEvent] = []
         self._queued_setup: Control | None = None  # the transfer of the SETUP in _queue

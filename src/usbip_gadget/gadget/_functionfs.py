@@ -33,8 +33,14 @@ import trio
 
 from usbip_gadget._errors import GadgetError
 from usbip_gadget.client._exceptions import collapse_single
-from usbip_gadget.gadget._aio import Aio, PacketRing, open_aio
-from usbip_gadget.gadget._backend import EndpointShutdown, PacketReader, one_read_at_a_time
+from usbip_gadget.gadget._aio import Aio, AioRequest, PacketRing, open_aio
+from usbip_gadget.gadget._backend import (
+    EndpointShutdown,
+    PacketReader,
+    QueuedWrite,
+    one_read_at_a_time,
+    write_on_wait,
+)
 from usbip_gadget.gadget._blocking import ThreadedFile
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, EndpointsExhausted
 from usbip_gadget.gadget._ffs_blob import (
@@ -131,6 +137,14 @@ class FfsEndpoint:
         if written != len(data):
             raise GadgetError(f"{self._path}: wrote {written} of {len(data)} bytes")
 
+    def queue_write(self, data: bytes) -> QueuedWrite:
+        if self._aio is None:
+            return write_on_wait(self, data)
+        try:
+            return _AioWrite(self._aio, self._aio.start_write(self._fd, bytes(data)), self)
+        except OSError as exc:
+            return _Failed(self._error(exc))
+
     def packet_reader(self, limit: int) -> AbstractAsyncContextManager[PacketReader]:
         if self._aio is None:
             return one_read_at_a_time(self)
@@ -182,6 +196,45 @@ class FfsEndpoint:
         if exc.errno in _SHUTDOWN_ERRNOS or exc.errno == errno.EAGAIN:
             return EndpointShutdown(f"{self._path}: endpoint disabled by the host")
         return GadgetError(f"{self._path}: {doing}{exc.strerror}")
+
+
+class _AioWrite:
+    """A write request submitted on an endpoint file (``FfsEndpoint.queue_write``)."""
+
+    queued = True
+
+    def __init__(self, aio: Aio, request: AioRequest, endpoint: FfsEndpoint) -> None:
+        self._aio = aio
+        self._request = request
+        self._endpoint = endpoint
+
+    async def wait(self) -> None:
+        try:
+            written = await self._aio.finish(self._request)
+        except OSError as exc:
+            raise self._endpoint._error(exc) from None
+        length = self._request.iocb.aio_nbytes
+        if written != length:
+            raise GadgetError(f"{self._endpoint._path}: wrote {written} of {length} bytes")
+
+    def cancel(self) -> None:
+        self._aio.abandon(self._request)
+
+
+class _Failed:
+    """A write the kernel refused at once: waiting for it raises why."""
+
+    queued = True
+
+    def __init__(self, error: GadgetError) -> None:
+        self._error = error
+
+    async def wait(self) -> None:
+        await trio.lowlevel.checkpoint()
+        raise self._error
+
+    def cancel(self) -> None:
+        pass
 
 
 class _RingReader:
