@@ -373,3 +373,24 @@ async def test_iso_out_carries_one_packet_per_element() -> None:
     assert [(p.offset, p.length) for p in cmd.iso_packets] == [(0, 2), (2, 0), (2, 3)]
     assert cmd.number_of_packets == 3
     assert result.actual_length == 5
+
+
+async def test_over_tcp_urbs_go_out_at_once_or_in_batches() -> None:
+    # On a real socket a lone URB is written at once (flush), and URBs posted together
+    # leave through the writer; either way each gets its own answer, in any order.
+    server = FakeServer([disk()])
+    with trio.fail_after(10):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, server.serve, listeners)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream, open_remote_device(stream, "1-2") as remote:
+                assert len(await remote.transfer_in(1, 64)) == 4
+                urbs = [await remote.post(1, Direction.IN, 64) for _ in range(20)]
+                results = [await urb.wait() for urb in urbs]
+                assert all(len(result.data) == 4 for result in results)
+                assert remote.in_flight == 0
+            nursery.cancel_scope.cancel()
+    submits = [m for m in server.received if isinstance(m, CmdSubmit) and m.ep == 1]
+    assert len(submits) == 21

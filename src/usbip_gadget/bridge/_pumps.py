@@ -323,7 +323,7 @@ class OutPump(_Pump):
                 data = await self.endpoint.read(self.plan.next_out(self.address))
                 self.plan.saw_out(self.address, data)
                 urb = await self.remote.post(
-                    self.number, Direction.OUT, data=data, interval=self.interval
+                    self.number, Direction.OUT, data=data, interval=self.interval, flush=True
                 )
                 self.queue.append(urb, len(data))
 

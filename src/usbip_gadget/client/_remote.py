@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import os
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -87,6 +88,12 @@ async def _receive(stream: trio.abc.ReceiveStream, conn: Connection, what: str) 
     with map_transport_errors(what):
         data = await stream.receive_some(_RECEIVE_SIZE)
     conn.receive_data(data)
+
+
+def _socket_fileno(stream: trio.abc.Stream) -> int | None:
+    """The file descriptor of a TCP stream's socket (non-blocking under trio); None else."""
+    sock = getattr(stream, "socket", None)
+    return sock.fileno() if isinstance(sock, trio.socket.SocketType) else None
 
 
 class _LowWater:
@@ -265,6 +272,7 @@ class RemoteDevice:
         self._outbox_drained = trio.Event()
         self._writing = False
         self._idle = trio.Event()
+        self._fileno = _socket_fileno(stream)
         self._seqnums = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._unlinks: dict[int, int] = {}  # CMD_UNLINK seqnum -> the seqnum it unlinks
@@ -380,6 +388,25 @@ class RemoteDevice:
         self._outbox_bytes += len(data)
         self._outbox_filled.set()
 
+    def _flush_now(self) -> None:
+        """Write the outbox to the socket at once, if the writer is idle and the socket
+        takes it without waiting; what it does not take is left to the writer."""
+        if self._writing or not self._outbox or self._fileno is None:
+            return
+        outbox = self._outbox
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        try:
+            written = os.write(self._fileno, data)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._fail(TransportError(f"connection to the server: {os.strerror(exc.errno or 0)}"))
+            return
+        self._outbox = [] if written == len(data) else [data[written:]]
+        self._outbox_bytes = len(data) - written
+        if not self._outbox:
+            self._idle.set()
+
     async def _flushed(self) -> None:
         """Wait until everything queued has been sent (or the connection has failed)."""
         while (self._outbox or self._writing) and self._failure is None:
@@ -424,7 +451,7 @@ class RemoteDevice:
         with trio.move_on_at(deadline):
             urb = await self.post(
                 ep, direction, length, data, setup=setup, flags=flags, interval=interval,
-                iso_packets=iso_packets,
+                iso_packets=iso_packets, flush=True,
             )  # fmt: skip
         if urb is None:
             raise UsbipTimeout(
@@ -446,12 +473,15 @@ class RemoteDevice:
         flags: int = 0,
         interval: int = 0,
         iso_packets: Sequence[IsoPacket] = (),
+        flush: bool = False,
     ) -> Urb:
         """Queue one CMD_SUBMIT and return at once: ``Urb.wait`` gives its completion.
 
         URBs posted one after another from one task reach the server in that order. Every
         posted URB must be waited for or unlinked (``unlink_all``). It waits only while the
-        writer is far behind, and if cancelled then, nothing was queued.
+        writer is far behind, and if cancelled then, nothing was queued. With ``flush`` what
+        is queued goes out now if the socket takes it (one URB that nothing else will join),
+        instead of when the writer task next runs.
         """
         await trio.lowlevel.checkpoint_if_cancelled()  # a cancelled caller queues nothing
         if self._outbox_bytes > _OUTBOX_LIMIT:
@@ -468,6 +498,8 @@ class RemoteDevice:
         )  # fmt: skip
         self._send(cmd)
         pending = self._pending[cmd.seqnum] = _Pending()
+        if flush:
+            self._flush_now()
         return Urb(self, cmd, pending)
 
     async def unlink_all(self, urbs: Sequence[Urb]) -> None:
