@@ -11,6 +11,7 @@ import contextlib
 import re
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -52,6 +53,7 @@ SETTLE_TIMEOUT_S = 60.0
 PLUG_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
+SOURCE_UDC, BRIDGE_UDC = "dummy_udc.0", "dummy_udc.1"
 CONFIGFS = Path("/sys/kernel/config")
 GADGETS = CONFIGFS / "usb_gadget"
 USBIP_HOST = Path("/sys/bus/usb/drivers/usbip-host")
@@ -64,10 +66,15 @@ VDEV_ST_NULL = 4
 PLUGGED = re.compile(r"\bplugged\b")  # the bridge's line when its gadget is up ("unplugged" is not)
 
 
+def load(modules: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """``modprobe`` each (module, parameters)."""
+    for module, parameters in modules:
+        run(["modprobe", module, *parameters], MODPROBE_TIMEOUT_S)
+
+
 def prepare() -> None:
     """Loads the modules, mounts configfs and brings lo up."""
-    for module, parameters in MODULES:
-        run(["modprobe", module, *parameters], MODPROBE_TIMEOUT_S)
+    load(MODULES)
     mounts = Path("/proc/mounts").read_text().splitlines()
     if not any(line.split()[1:3] == [str(CONFIGFS), "configfs"] for line in mounts):
         run(["mount", "-t", "configfs", "none", str(CONFIGFS)])
@@ -215,7 +222,7 @@ def _vhci_ports_in_use() -> set[int]:
 
 
 @contextlib.contextmanager
-def vhci_import(server: str, busid: str) -> Iterator[Path]:
+def vhci_import(server: str, busid: str, vid_pid: str = SOURCE_VID_PID) -> Iterator[Path]:
     """``usbip attach`` for the block, then ``usbip detach``; yields the device on the vhci bus."""
     before = _vhci_ports_in_use()
     run(["usbip", "attach", "-r", server, "-b", busid])
@@ -227,9 +234,9 @@ def vhci_import(server: str, busid: str) -> Iterator[Path]:
     buses = controller_buses("vhci_hcd.*")
     try:
         yield wait_for(
-            lambda: the_configured_device(buses, SOURCE_VID_PID),
+            lambda: the_configured_device(buses, vid_pid),
             SETTLE_TIMEOUT_S,
-            "the imported disk configured on the vhci bus",
+            f"the imported {vid_pid} configured on the vhci bus",
         )
     finally:
         run(["usbip", "detach", "-p", str(port)])
@@ -288,6 +295,12 @@ def _wait_plugged(process: subprocess.Popen[str], watch: _OutputWatch, name: str
         raise BenchError(f"{name} exited {process.returncode} before plugging: {last}")
 
 
+def bridge_argv(server: str, busid: str, *extra: str) -> list[str]:
+    """``usbip-gadget attach`` of this environment, plugging into BRIDGE_UDC."""
+    command = str(Path(sys.executable).parent / "usbip-gadget")
+    return [command, "attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bench", *extra]
+
+
 @contextlib.contextmanager
 def bridged(argv: Sequence[str], udc: str, log: Path) -> Iterator[Path]:
     """Runs the bridge until the block ends; yields the device it plugged into ``udc``'s bus."""
@@ -307,12 +320,12 @@ def bridged(argv: Sequence[str], udc: str, log: Path) -> Iterator[Path]:
         yield wait_for(
             lambda: the_configured_device(buses),
             SETTLE_TIMEOUT_S,
-            f"the bridged disk configured on bus {sorted(buses)}",
+            f"the bridged device configured on bus {sorted(buses)}",
         )
     finally:
         stop(process)
         watch.join()
-        wait_until(lambda: not usb_devices(buses), SETTLE_TIMEOUT_S, "the bridged disk gone")
+        wait_until(lambda: not usb_devices(buses), SETTLE_TIMEOUT_S, "the bridged device gone")
     if process.returncode != 0:
         last = one_line(watch.last_line)
         raise BenchError(f"{name} exited {process.returncode} after SIGTERM: {last}")

@@ -1,11 +1,14 @@
-"""make bench: one USB disk measured three ways inside the kernel tier's guest.
+"""make bench: one USB disk measured three ways inside the kernel tier's guest, then generic
+bulk transfers four ways.
 
     bench.py OUT
 
 A configfs mass-storage gadget on dummy_udc.0 is read and written (a) directly, by the host side
 of its own bus; (b) through the kernel's vhci-hcd, exported by usbipd; (c) through
 ``usbip-gadget attach``, which replays it on dummy_udc.1. Each network path is measured on plain
-loopback and with netem's delay, and each path's control round trips are counted.
+loopback and with netem's delay, and each path's control round trips are counted. The second
+table (``_bench_bulk``) does the same with usbtest against a SourceSink gadget, and adds the
+bridge with ``--bulk-urbs adaptive``.
 
 Progress goes to stdout; the table to OUT/bench.txt. If the bed cannot be built, the reason goes
 to OUT/bench-failure as one line and the exit status is 1. Run by tools/kernel/run-tier --bench.
@@ -28,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the kernel tier's helpers
 
+import _bench_bulk as bulk
 import _bench_stack as stack
 from _bench_io import DISK_SIZE, claimed_interface, control_rate, disk_throughput
 from _bench_sysfs import (
@@ -37,61 +41,26 @@ from _bench_sysfs import (
     storage_interface,
     usbfs_node,
 )
+from _bench_table import BRIDGE, DELAYS_MS, DIRECT, VHCI, Results, aligned, say
 from tests.kernel._sysfs import wait_for
 
-DIRECT, VHCI, BRIDGE = "direct", "vhci-hcd", "bridge"
 PATHS = (DIRECT, VHCI, BRIDGE)
-DELAYS_MS = (0, 10)  # round trip; netem delays each direction by half
 READ, WRITE, CONTROL = "read MB/s", "write MB/s", "control/s"
 METRICS = (READ, WRITE, CONTROL)
-SOURCE_UDC, BRIDGE_UDC = "dummy_udc.0", "dummy_udc.1"
 CONTROL_SECONDS = 2.0
 DISK_TIMEOUT_S = 60.0
 SCRATCH = Path("/tmp/usbip-gadget-bench")
-NOT_MEASURED, MISSING = "—", "n/a"
 
-Cell = float | str
 OpenPath = Callable[[], AbstractContextManager[Path]]
 
 
-def say(text: str) -> None:
-    print(f"bench: {text}", flush=True)
-
-
 @dataclass
-class Results:
-    """The table's cells by (path, round trip in ms, metric), and a note for every n/a."""
+class Report:
+    """Both tables, and the notes about the run as a whole (teardown, cleanup)."""
 
-    cells: dict[tuple[str, int, str], Cell] = field(default_factory=dict)
+    disk: Results = field(default_factory=lambda: Results(PATHS, (("bridge/vhci", BRIDGE),)))
+    bulk: Results = field(default_factory=bulk.new_results)
     notes: list[str] = field(default_factory=list)
-
-    def put(self, path: str, delay: int, metric: str, value: float) -> None:
-        self.cells[path, delay, metric] = value
-
-    def fail(self, path: str, delays: Sequence[int], metrics: Sequence[str], note: str) -> None:
-        """Marks the cells not yet filled as n/a, and says why."""
-        for delay in delays:
-            for metric in metrics:
-                self.cells.setdefault((path, delay, metric), MISSING)
-        self.notes.append(note)
-        say(f"n/a: {note}")
-
-    def text(self, path: str, delay: int, metric: str) -> str:
-        cell = self.cells.get((path, delay, metric), NOT_MEASURED if path == DIRECT else MISSING)
-        if isinstance(cell, str):
-            return cell
-        return f"{cell:.0f}" if metric == CONTROL else f"{cell:.1f}"
-
-    def row(self, delay: int, metric: str) -> list[str]:
-        cells = [self.text(path, delay, metric) for path in PATHS]
-        return [metric, f"{delay} ms", *cells, self.ratio(delay, metric)]
-
-    def ratio(self, delay: int, metric: str) -> str:
-        bridge = self.cells.get((BRIDGE, delay, metric))
-        vhci = self.cells.get((VHCI, delay, metric))
-        if isinstance(bridge, float) and isinstance(vhci, float) and vhci > 0:
-            return f"{bridge / vhci:.2f}x"
-        return MISSING
 
 
 @dataclass(frozen=True)
@@ -147,11 +116,6 @@ class Bench:
         say(f"{name}, {delay} ms: {', '.join(figures)}")
 
 
-def _bridge_argv(server: str, busid: str) -> list[str]:
-    command = str(Path(sys.executable).parent / "usbip-gadget")
-    return [command, "attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bench"]
-
-
 def _network_paths(bench: Bench, source: Path, out: Path) -> None:
     """The vhci-hcd and bridge columns: both import the source disk from one usbipd export."""
     with contextlib.ExitStack() as shared:
@@ -166,63 +130,58 @@ def _network_paths(bench: Bench, source: Path, out: Path) -> None:
         bench.path(
             BRIDGE,
             DELAYS_MS,
-            lambda: stack.bridged(_bridge_argv(server, busid), BRIDGE_UDC, out / "bridge.log"),
+            lambda: stack.bridged(
+                stack.bridge_argv(server, busid), stack.BRIDGE_UDC, out / "bridge.log"
+            ),
         )
 
 
-def run_bench(results: Results, out: Path) -> None:
+def run_bench(report: Report, out: Path) -> None:
     SCRATCH.mkdir(exist_ok=True)
     backing = SCRATCH / "disk.img"
     backing.write_bytes(bytes(DISK_SIZE))  # allocated in full, so no path pays for it
     say("loading modules")
     stack.prepare()
-    bench = Bench(results, backing)
-    with stack.source_disk(backing, SOURCE_UDC) as source:
-        bench.path(DIRECT, (0,), lambda: contextlib.nullcontext(source))
-        _network_paths(bench, source, out)
+    bench = Bench(report.disk, backing)
+    try:
+        with stack.source_disk(backing, stack.SOURCE_UDC) as source:
+            bench.path(DIRECT, (0,), lambda: contextlib.nullcontext(source))
+            _network_paths(bench, source, out)
+    except (BenchError, OSError) as exc:
+        if not report.disk.cells:
+            raise
+        report.notes.append(f"mass-storage teardown: {one_line(str(exc))}")
+        say(report.notes[-1])
+    bulk.run_bulk(report.bulk, out)
 
 
-def _scrub(results: Results) -> None:
+def _scrub(report: Report) -> None:
     try:
         cleaned = stack.scrub()
     except (BenchError, OSError) as exc:
         cleaned = [f"failed: {one_line(str(exc))}"]
     if cleaned:
-        results.notes.append("cleanup after the bench: " + "; ".join(cleaned))
-        say(results.notes[-1])
+        report.notes.append("cleanup after the bench: " + "; ".join(cleaned))
+        say(report.notes[-1])
     shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
-def run_and_scrub(results: Results, out: Path) -> str | None:
+def run_and_scrub(report: Report, out: Path) -> str | None:
     """Runs the bench, then the safety net; returns why the bench could not run at all, if so."""
     try:
-        run_bench(results, out)
+        run_bench(report, out)
     except (BenchError, OSError) as exc:
         reason = one_line(str(exc))
-        if not results.cells:
+        if not report.disk.cells and not report.bulk.cells:
             return reason
-        results.notes.append(f"teardown: {reason}")
+        report.notes.append(f"teardown: {reason}")
     finally:
-        _scrub(results)
+        _scrub(report)
     return None
 
 
-def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
-    """The first column left-aligned, the others right-aligned, two spaces apart."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-
-
-def render(results: Results, seconds: float) -> str:
+def render(report: Report, seconds: float) -> str:
     now = datetime.datetime.now(datetime.UTC)
-    rows: list[list[str]] = [["", "round trip", *PATHS, "bridge/vhci"]]
-    rows += [results.row(delay, metric) for delay in DELAYS_MS for metric in METRICS]
     lines = [
         f"usbip-gadget bench: kernel {platform.release()}, {now:%Y-%m-%d %H:%M} UTC,"
         f" {os.cpu_count()} CPUs",
@@ -231,10 +190,14 @@ def render(results: Results, seconds: float) -> str:
         f"control/s: GET_MAX_LUN round trips through usbfs for {CONTROL_SECONDS:g} s;"
         f" {DELAYS_MS[1]} ms: netem delay of {DELAYS_MS[1] // 2} ms each way on lo",
         "",
-        *_aligned(rows),
+        *aligned(report.disk.rows(DELAYS_MS, METRICS)),
         "",
-        *results.notes,
+        *report.disk.notes,
         "goal: bridge/vhci >= 1.0x at 0 ms and >= 2x at 10 ms",
+        "",
+        *bulk.render_lines(report.bulk),
+        "",
+        *report.notes,
         f"bench time {seconds:.0f} s",
     ]
     return "\n".join(lines) + "\n"
@@ -244,14 +207,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="where bench.txt and the logs go")
     out: Path = parser.parse_args().out
-    results = Results()
+    report = Report()
     started = time.monotonic()
-    fatal = run_and_scrub(results, out)
+    fatal = run_and_scrub(report, out)
     if fatal is not None:
         (out / "bench-failure").write_text(fatal + "\n")
         print(f"bench: {fatal}", file=sys.stderr)
         return 1
-    (out / "bench.txt").write_text(render(results, time.monotonic() - started), encoding="utf-8")
+    (out / "bench.txt").write_text(render(report, time.monotonic() - started), encoding="utf-8")
     say(f"table written to {out / 'bench.txt'}")
     return 0
 
