@@ -185,3 +185,22 @@ def test_a_forced_backend_that_cannot_replay_is_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert err.startswith("usbip-gadget: FunctionFS cannot express this device: interface 0:")
     assert err.count("\n") == 1
+
+
+def test_plan_says_how_each_endpoint_moves_its_urbs(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, _ = server_port
+    # 1-3 is a CDC-ACM serial port: bulk IN and OUT, and an interrupt IN endpoint.
+    assert main(["plan", f"127.0.0.1:{port}", "1-3", "--bulk-urbs", "adaptive", "--json"]) == 0
+    adaptive = json.loads(capsys.readouterr().out)["urbs"]
+    assert len(adaptive) == 3
+    by_kind = {" ".join(line.split(":")[0].split()[1:]): line for line in adaptive}
+    assert "packets forwarded as they arrive" in by_kind["bulk OUT"]
+    assert "adaptive, 64 to 65536 bytes per URB" in by_kind["bulk IN"]
+    assert "exact, one packet" in by_kind["interrupt IN"]
+    assert main(["plan", f"127.0.0.1:{port}", "1-3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    exact = out[out.index("URBs per endpoint:") + 1 :]
+    assert len(exact) == 3
+    assert all(line.startswith("  0x") and ": exact, one packet" in line for line in exact)
