@@ -430,6 +430,28 @@ async def test_mass_storage_reads_and_writes_the_disk() -> None:
     assert lengths(remote.submits(BULK_OUT)) == [31, 31, 1024, 31, 31]
 
 
+async def test_mass_storage_data_out_is_read_while_its_cbw_is_in_flight() -> None:
+    # The CBW announces the data-out stage: the host's data is taken while the device still
+    # NAKs the CBW, so the stage does not wait a round trip; the device gets both in order.
+    image = disk_image()
+    remote, _drive = disk_remote(image)
+    block = bytes(range(256)) * 2
+    with trio.fail_after(TIMEOUT):
+        async with bridged(remote) as rig:
+            remote.hold_out = True
+            await _command(rig.host, 9, write10(3, 1), BLOCK, data_in=False)
+            await rig.host.transfer_out(BULK_OUT, block)  # taken although the CBW is held
+            await remote.wait_until(lambda: len(remote.submits(BULK_OUT)) == 2)
+            assert remote.out_urbs[BULK_OUT] == []
+            remote.release_out()
+            assert parse_csw(await rig.host.transfer_in(BULK_IN, 13)) == Status(9, 0, PASSED)
+            # The next CBW waits for every URB before it: one in flight at a time again.
+            await _command(rig.host, 10, bytes([TEST_UNIT_READY]), 0, data_in=False)
+            assert parse_csw(await rig.host.transfer_in(BULK_IN, 13)) == Status(10, 0, PASSED)
+    assert image[3 * BLOCK : 4 * BLOCK] == block
+    assert [len(urb) for urb in remote.out_urbs[BULK_OUT]] == [31, BLOCK, 31]
+
+
 async def test_mass_storage_short_data_ended_by_a_zlp() -> None:
     # Two blocks for a 4096-byte data stage: the drive ends it with a ZLP after whole
     # packets. The bridge's 4096-byte URB comes back with 1024 bytes and the host must see

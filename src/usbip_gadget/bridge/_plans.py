@@ -86,6 +86,12 @@ class Plan(Protocol):
         """The host sent ``data`` on ``address`` (one URB's worth)."""
         ...
 
+    def announced_out(self, address: int) -> bool:
+        """Whether the next OUT read on ``address`` is data the host has announced (the
+        data-out stage of a Bulk-Only command), so it may be read before the result of the
+        URB before it."""
+        ...
+
     def reset(self) -> None:
         """Forget everything expected (the pumps are restarted)."""
         ...
@@ -119,6 +125,9 @@ class StreamPlan:
 
     def saw_out(self, address: int, data: bytes) -> None:
         pass
+
+    def announced_out(self, address: int) -> bool:
+        return False
 
     def reset(self) -> None:
         pass
@@ -202,6 +211,9 @@ class BulkOnlyPlan:
         if self._data_out:
             return min(whole_packets(self._data_out, self._out_packet), self._out_chunk)
         return whole_packets(CBW_LENGTH, self._out_packet)
+
+    def announced_out(self, address: int) -> bool:
+        return self._data_out > 0
 
     def saw_out(self, address: int, data: bytes) -> None:
         if self._data_out:

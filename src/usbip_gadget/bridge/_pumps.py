@@ -103,6 +103,12 @@ class _Queue:
         self.slots.release()
         self._freed.set()
 
+    async def drained(self) -> None:
+        """Wait until every URB in the queue is settled and taken."""
+        while self.urbs:
+            self._freed = trio.Event()
+            await self._freed.wait()
+
     async def refill(self, count: int) -> None:
         """When full, wait until ``count`` slots are free: URBs then go out together, in one
         send, and their completions come back together (one wake-up for several URBs)."""
@@ -317,8 +323,12 @@ class OutPump(_Pump):
         # f_fs serves one call at a time per endpoint file: a read left pending would hold
         # off the halt after a remote stall until the host's next transfer, which the
         # controller would acknowledge. So read only once the previous URB is settled.
+        # Data the host has announced (a Bulk-Only data-out stage, after its CBW) is read while
+        # the URB before it is still in flight; anything else waits for every URB before it.
         while True:
             await self.queue.slots.acquire()
+            if not self.plan.announced_out(self.address):
+                await self.queue.drained()
             async with self.lock:
                 data = await self.endpoint.read(self.plan.next_out(self.address))
                 self.plan.saw_out(self.address, data)
@@ -380,7 +390,7 @@ def make_pump(
         return InPump(remote, endpoint, plan, depth, log)
     if plan.pipelined_out:
         return PipelinedOutPump(remote, endpoint, plan, depth, log)
-    return OutPump(remote, endpoint, plan, 1, log)
+    return OutPump(remote, endpoint, plan, 2, log)  # the second only for announced data
 
 
 __all__ = [
