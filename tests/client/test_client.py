@@ -13,9 +13,9 @@ import trio.testing
 
 from tests.client.fakes import FakeServer, FakeUsbDevice, disk, keyboard
 from usbip_gadget import RemoteProtocolError, TransportError
-from usbip_gadget._errors import ImportRefused, Stall, UsbipTimeout
+from usbip_gadget._errors import DeviceGone, ImportRefused, Stall, UsbipTimeout
 from usbip_gadget.client import RemoteDevice, enumerate_device, list_devices, open_remote_device
-from usbip_gadget.client._exceptions import collapse_single
+from usbip_gadget.client._exceptions import collapse_ours, collapse_single
 from usbip_gadget.protocol import (
     DEFAULT_MAX_TRANSFER,
     CmdSubmit,
@@ -394,3 +394,27 @@ async def test_over_tcp_urbs_go_out_at_once_or_in_batches() -> None:
             nursery.cancel_scope.cancel()
     submits = [m for m in server.received if isinstance(m, CmdSubmit) and m.ep == 1]
     assert len(submits) == 21
+
+
+async def _fail(exc: Exception) -> None:
+    raise exc  # at once: every task of the batch fails before any is cancelled
+
+
+async def _together(*failures: Exception) -> None:
+    with collapse_ours():
+        async with trio.open_nursery() as nursery:
+            for exc in failures:
+                nursery.start_soon(_fail, exc)
+
+
+async def test_a_connection_end_and_the_failures_it_caused_are_one_error() -> None:
+    # The bridge's tasks fail together when a served device is pulled out: the connection
+    # closes and each pump sees its URBs end -ENODEV. One error comes out, the cause.
+    gone_in = DeviceGone(-19, "endpoint 0x81: the device is gone")
+    gone_out = DeviceGone(-19, "endpoint 0x02: the device is gone")
+    closed = TransportError("the server closed the connection")
+    with pytest.raises(TransportError, match="closed"):
+        await _together(gone_in, closed, gone_out)
+    # Anything not ours stays a group: it is a bug to be seen whole.
+    with pytest.raises(BaseExceptionGroup):
+        await _together(TransportError("gone"), ValueError("a bug"))

@@ -22,7 +22,7 @@ from usbip_gadget._errors import (
 from usbip_gadget.bridge._plans import BULK_ONLY_RESET, EXACT, BulkOnlyPlan, Plan, plans_for
 from usbip_gadget.bridge._pumps import Log, clear_remote_halt, make_pump
 from usbip_gadget.client import RemoteDevice
-from usbip_gadget.client._exceptions import collapse_single
+from usbip_gadget.client._exceptions import collapse_ours
 from usbip_gadget.gadget import (
     EndpointShutdown,
     FfsEvent,
@@ -68,7 +68,7 @@ class Bridge:
 
     async def run(self) -> None:
         """Serve until the remote side fails (its error is raised) or until cancelled."""
-        with collapse_single():
+        with collapse_ours():
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._watch_remote)

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import trio
 
+from usbip_gadget._errors import TransportError, UsbipGadgetError
+
 
 @contextmanager
 def collapse_single() -> Iterator[None]:
@@ -20,6 +22,22 @@ def collapse_single() -> Iterator[None]:
         if len(chosen) == 1 or (real and len({type(e) for e in real}) == 1):
             raise chosen[0] from None
         raise
+
+
+@contextmanager
+def collapse_ours() -> Iterator[None]:
+    """Like ``collapse_single``, and a group of several of our own errors (Cancelled aside)
+    is raised as one: a connection's end and the failures it caused in the tasks it fed are
+    one failure, reported by its cause (a ``TransportError`` first)."""
+    try:
+        with collapse_single():
+            yield
+    except BaseExceptionGroup as group:
+        real = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
+        if not real or not all(isinstance(e, UsbipGadgetError) for e in real):
+            raise
+        causes = [e for e in real if isinstance(e, TransportError)]
+        raise (causes or real)[0] from None
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
