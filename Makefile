@@ -33,8 +33,9 @@ lint: setup
 demo: setup
 	bash tools/kernel/run-tier --demo
 
+## make bench [BASELINE=REV]: with BASELINE, attach of revision REV is measured beside this one.
 bench: setup
-	bash tools/kernel/run-tier --bench
+	bash tools/kernel/run-tier --bench $(if $(BASELINE),--baseline $(BASELINE))
 
 ## make bench-fast: no root, no VM: the bridge's CPU per URB through the real client and pumps.
 bench-fast: setup

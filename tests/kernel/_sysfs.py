@@ -123,6 +123,16 @@ def event_devices(device: Path) -> list[Path]:
     return [Path("/dev/input") / event.name for event in sorted(device.glob(pattern))]
 
 
+def usbfs_node(device: Path) -> Path | None:
+    """The device's usbfs node, ``/dev/bus/usb/BBB/DDD`` (its ``DEVNAME`` uevent key), once the
+    device has one."""
+    for line in read_text(device / "uevent").splitlines():
+        key, _, value = line.partition("=")
+        if key == "DEVNAME":
+            return Path("/dev") / value
+    return None
+
+
 def char_device_node(numbers: str) -> Path:
     """The /dev node of a character device given as ``major:minor``."""
     for line in (SYS_CHAR / numbers / "uevent").read_text().splitlines():

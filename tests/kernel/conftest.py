@@ -21,7 +21,9 @@ OUT_ENV = "KERNEL_TIER_OUT"
 # (module, parameters). The guest runs no udev, so the host-side drivers that would be loaded on
 # hotplug (disk, serial, keyboard) are loaded here too. Loading gadgetfs only registers the file
 # system: its gadget driver takes a UDC once a descriptor set is written to its ep0 file.
-# usbmon records the URBs submitted on each bus (Documentation/usb/usbmon.rst).
+# usbmon records the URBs submitted on each bus (Documentation/usb/usbmon.rst). usbtest, the
+# kernel's host-side test driver, binds Gadget Zero's IDs (a SourceSink gadget); with pattern=1
+# it fills and checks every byte of its bulk transfers.
 MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("dummy_hcd", ("num=2",)),
     ("libcomposite", ()),
@@ -30,6 +32,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("usb_f_acm", ()),
     ("usb_f_ecm", ()),
     ("usb_f_fs", ()),
+    ("usb_f_ss_lb", ()),
     ("gadgetfs", ()),
     ("usbmon", ()),
     ("usbip-core", ()),
@@ -42,6 +45,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("usbhid", ()),
     ("hid-generic", ()),
     ("evdev", ()),
+    ("usbtest", ("pattern=1",)),
     ("loop", ()),
     ("ext4", ()),
 )

@@ -16,12 +16,24 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+import _bench_profile as profile
 import _bench_stack as stack
 import _bench_usbtest as usbtest
 from _bench_sysfs import BenchError, one_line, usbfs_node
-from _bench_table import BRIDGE, DELAYS_MS, DIRECT, VHCI, Results, aligned, ratio_text, say
+from _bench_table import (
+    BRIDGE,
+    BRIDGE_BASE,
+    DELAYS_MS,
+    DIRECT,
+    VHCI,
+    Results,
+    aligned,
+    ratio_text,
+    say,
+)
 from tests.kernel import _gadget
 from tests.kernel._sysfs import read_text, wait_for
+from tests.kernel._usbtest import PATTERN_PARAMETER, UsbtestError, UsbtestTimeout
 
 BRIDGE_ADAPTIVE = "bridge adaptive"
 PATHS = (DIRECT, VHCI, BRIDGE, BRIDGE_ADAPTIVE)
@@ -35,7 +47,6 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("usb_f_ss_lb", ()),
     ("usbtest", ("pattern=1",)),
 )
-USBTEST_PATTERN = Path("/sys/module/usbtest/parameters/pattern")
 SOURCESINK_VID_PID = f"{_gadget.VID_NETCHIP:04x}:{_gadget.PID_GADGET_ZERO:04x}"
 BIND_TIMEOUT_S = 30.0
 FAR_ABOVE = 1.5  # direct over the next fastest cell that shows dummy_hcd does not bound it
@@ -44,7 +55,9 @@ OpenPath = Callable[[], AbstractContextManager[Path]]
 
 
 def new_results() -> Results:
-    return Results(PATHS, RATIOS)
+    if stack.baseline_src() is None:
+        return Results(PATHS, RATIOS)
+    return Results((*PATHS, BRIDGE_BASE), (*RATIOS, ("base/vhci", BRIDGE_BASE)))
 
 
 def _interface(device: Path) -> Path:
@@ -92,7 +105,7 @@ def usbtest_node(device: Path) -> Path:
 
 
 def _check_pattern() -> None:
-    value = read_text(USBTEST_PATTERN)
+    value = read_text(Path(PATTERN_PARAMETER))
     if value != "1":
         raise BenchError(
             f"usbtest's pattern is {value or 'unknown'}, not 1: no byte would be checked"
@@ -122,10 +135,10 @@ class BulkBench:
         where = f"{name}, {delay} ms, {metric.removesuffix(' MB/s')}"
         try:
             run = usbtest.bulk_rate(node, test)
-        except usbtest.UsbtestTimeout as exc:
+        except UsbtestTimeout as exc:
             # Its process may hold the device: the path's other cells would wait on it too.
             raise BenchError(f"{where}: {exc}; the path's other cells not measured") from None
-        except usbtest.UsbtestError as exc:
+        except UsbtestError as exc:
             self.results.fail(name, (delay,), (metric,), f"{where}: {exc}")
             return
         self.results.put(name, delay, metric, run.mb_per_s)
@@ -163,6 +176,14 @@ def _network_paths(bench: BulkBench, busid: str, out: Path) -> None:
         bench.path(
             BRIDGE_ADAPTIVE, DELAYS_MS, lambda: stack.bridged(adaptive, stack.BRIDGE_UDC, log)
         )
+        base = stack.baseline_src()
+        if base is not None:
+            argv = stack.bridge_argv(server, busid, src=base)
+            base_log = out / "bridge-base.log"
+            bench.path(
+                BRIDGE_BASE, DELAYS_MS, lambda: stack.bridged(argv, stack.BRIDGE_UDC, base_log)
+            )
+        profile.run_profiles(server, busid, out, base, usbtest_node)
 
 
 def run_bulk(results: Results, out: Path) -> None:

@@ -295,10 +295,29 @@ def _wait_plugged(process: subprocess.Popen[str], watch: _OutputWatch, name: str
         raise BenchError(f"{name} exited {process.returncode} before plugging: {last}")
 
 
-def bridge_argv(server: str, busid: str, *extra: str) -> list[str]:
-    """``usbip-gadget attach`` of this environment, plugging into BRIDGE_UDC."""
-    command = str(Path(sys.executable).parent / "usbip-gadget")
-    return [command, "attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bench", *extra]
+TOOLS = Path(__file__).resolve().parent
+# Where ``run-tier --bench --baseline REV`` puts the ``src`` of an earlier revision, so that
+# the bench measures it beside this one, in the same guest, on the same devices.
+BASELINE_SRC = TOOLS.parents[1] / "build" / "baseline" / "src"
+
+
+def baseline_src() -> Path | None:
+    """The earlier revision's ``src``, if the bench was given one."""
+    return BASELINE_SRC if (BASELINE_SRC / "usbip_gadget" / "cli.py").is_file() else None
+
+
+def bridge_argv(
+    server: str, busid: str, *extra: str, src: Path | None = None, profile: Path | None = None
+) -> list[str]:
+    """``usbip-gadget attach`` plugging into BRIDGE_UDC: this checkout's, or the package in
+    ``src`` (a baseline); with ``profile`` under cProfile, its statistics written there."""
+    attach = ["attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bench", *extra]
+    prefix = ["env", f"PYTHONPATH={src}"] if src is not None else []
+    if profile is not None:
+        return [*prefix, sys.executable, str(TOOLS / "_profiled_cli.py"), str(profile), *attach]
+    if src is not None:
+        return [*prefix, sys.executable, "-m", "usbip_gadget", *attach]
+    return [str(Path(sys.executable).parent / "usbip-gadget"), *attach]
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 DIRECT, VHCI, BRIDGE = "direct", "vhci-hcd", "bridge"
+BRIDGE_BASE = "bridge (base)"  # attach of the revision given to run-tier --baseline
 DELAYS_MS = (0, 10)  # round trip; netem delays each direction by half
 NOT_MEASURED, MISSING = "—", "n/a"
 

@@ -41,10 +41,11 @@ from _bench_sysfs import (
     storage_interface,
     usbfs_node,
 )
-from _bench_table import BRIDGE, DELAYS_MS, DIRECT, VHCI, Results, aligned, say
+from _bench_table import BRIDGE, BRIDGE_BASE, DELAYS_MS, DIRECT, VHCI, Results, aligned, say
 from tests.kernel._sysfs import wait_for
 
 PATHS = (DIRECT, VHCI, BRIDGE)
+TABLES = ("disk", "bulk")
 READ, WRITE, CONTROL = "read MB/s", "write MB/s", "control/s"
 METRICS = (READ, WRITE, CONTROL)
 CONTROL_SECONDS = 2.0
@@ -54,13 +55,21 @@ SCRATCH = Path("/tmp/usbip-gadget-bench")
 OpenPath = Callable[[], AbstractContextManager[Path]]
 
 
+def _disk_results(baseline: Path | None) -> Results:
+    if baseline is None:
+        return Results(PATHS, (("bridge/vhci", BRIDGE),))
+    ratios = (("bridge/vhci", BRIDGE), ("base/vhci", BRIDGE_BASE))
+    return Results((*PATHS, BRIDGE_BASE), ratios)
+
+
 @dataclass
 class Report:
     """Both tables, and the notes about the run as a whole (teardown, cleanup)."""
 
-    disk: Results = field(default_factory=lambda: Results(PATHS, (("bridge/vhci", BRIDGE),)))
+    disk: Results = field(default_factory=lambda: _disk_results(stack.baseline_src()))
     bulk: Results = field(default_factory=bulk.new_results)
     notes: list[str] = field(default_factory=list)
+    tables: tuple[str, ...] = ("disk", "bulk")
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,11 @@ def _network_paths(bench: Bench, source: Path, out: Path) -> None:
                 stack.bridge_argv(server, busid), stack.BRIDGE_UDC, out / "bridge.log"
             ),
         )
+        base = stack.baseline_src()
+        if base is not None:
+            argv = stack.bridge_argv(server, busid, src=base)
+            log = out / "bridge-base.log"
+            bench.path(BRIDGE_BASE, DELAYS_MS, lambda: stack.bridged(argv, stack.BRIDGE_UDC, log))
 
 
 def run_bench(report: Report, out: Path) -> None:
@@ -143,6 +157,9 @@ def run_bench(report: Report, out: Path) -> None:
     say("loading modules")
     stack.prepare()
     bench = Bench(report.disk, backing)
+    if "disk" not in report.tables:
+        bulk.run_bulk(report.bulk, out)
+        return
     try:
         with stack.source_disk(backing, stack.SOURCE_UDC) as source:
             bench.path(DIRECT, (0,), lambda: contextlib.nullcontext(source))
@@ -152,7 +169,8 @@ def run_bench(report: Report, out: Path) -> None:
             raise
         report.notes.append(f"mass-storage teardown: {one_line(str(exc))}")
         say(report.notes[-1])
-    bulk.run_bulk(report.bulk, out)
+    if "bulk" in report.tables:
+        bulk.run_bulk(report.bulk, out)
 
 
 def _scrub(report: Report) -> None:
@@ -180,34 +198,50 @@ def run_and_scrub(report: Report, out: Path) -> str | None:
     return None
 
 
+def _baseline_line() -> list[str]:
+    base = stack.baseline_src()
+    if base is None:
+        return []
+    revision = (base.parent / "REVISION").read_text(encoding="utf-8").strip()
+    return [f"bridge (base): attach of {revision}, measured in the same run"]
+
+
 def render(report: Report, seconds: float) -> str:
     now = datetime.datetime.now(datetime.UTC)
     lines = [
         f"usbip-gadget bench: kernel {platform.release()}, {now:%Y-%m-%d %H:%M} UTC,"
         f" {os.cpu_count()} CPUs",
-        f"{DISK_SIZE >> 20} MiB mass-storage gadget; dd, 1 MiB blocks, O_DIRECT: write, then read"
-        " back and verified (MB = 10^6 bytes)",
-        f"control/s: GET_MAX_LUN round trips through usbfs for {CONTROL_SECONDS:g} s;"
-        f" {DELAYS_MS[1]} ms: netem delay of {DELAYS_MS[1] // 2} ms each way on lo",
+        *_baseline_line(),
         "",
-        *aligned(report.disk.rows(DELAYS_MS, METRICS)),
-        "",
-        *report.disk.notes,
-        "goal: bridge/vhci >= 1.0x at 0 ms and >= 2x at 10 ms",
-        "",
-        *bulk.render_lines(report.bulk),
-        "",
-        *report.notes,
-        f"bench time {seconds:.0f} s",
     ]
+    if "disk" in report.tables:
+        lines += [
+            f"{DISK_SIZE >> 20} MiB mass-storage gadget; dd, 1 MiB blocks, O_DIRECT: write, then"
+            " read back and verified (MB = 10^6 bytes)",
+            f"control/s: GET_MAX_LUN round trips through usbfs for {CONTROL_SECONDS:g} s;"
+            f" {DELAYS_MS[1]} ms: netem delay of {DELAYS_MS[1] // 2} ms each way on lo",
+            "",
+            *aligned(report.disk.rows(DELAYS_MS, METRICS)),
+            "",
+            *report.disk.notes,
+            "goal: bridge/vhci >= 1.0x at 0 ms and >= 2x at 10 ms",
+            "",
+        ]
+    if "bulk" in report.tables:
+        lines += [*bulk.render_lines(report.bulk), ""]
+    lines += [*report.notes, f"bench time {seconds:.0f} s"]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="where bench.txt and the logs go")
-    out: Path = parser.parse_args().out
-    report = Report()
+    parser.add_argument(
+        "--only", choices=TABLES, help="measure one table (KERNEL_TIER_ONLY=disk|bulk run-tier)"
+    )
+    args = parser.parse_args()
+    out: Path = args.out
+    report = Report(tables=(args.only,) if args.only else TABLES)
     started = time.monotonic()
     fatal = run_and_scrub(report, out)
     if fatal is not None:
