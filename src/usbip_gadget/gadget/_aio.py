@@ -48,6 +48,7 @@ DEFAULT_CAPACITY = 1024
 # requests are numbered below _RING_KEYS.
 _RING_KEYS = 1 << 48
 _SLOT_BITS = 16
+_SLOT_MASK = (1 << _SLOT_BITS) - 1
 
 
 class AioUnavailable(OSError):
@@ -126,6 +127,7 @@ class Aio:
             raise
         self._capacity = capacity
         self._events = (_IoEvent * capacity)()
+        self._event_words = memoryview(self._events).cast("B").cast("q")
         self._pending: dict[int, _Request] = {}
         self._next_key = 0
         self._rings: dict[int, PacketRing] = {}
@@ -154,16 +156,18 @@ class Aio:
                 if ctypes.get_errno() == errno.EINTR:
                     continue
                 raise OSError(ctypes.get_errno(), "io_getevents failed")
-            for event in self._events[:count]:
-                key = event.data
+            # struct io_event is four 64-bit words: data, obj, res, res2. Read as one array
+            # of words (a ring's batch is hundreds of events), not a ctypes field at a time.
+            words = self._event_words
+            for key, res in zip(words[0 : 4 * count : 4], words[2 : 4 * count : 4], strict=True):
                 if key >= _RING_KEYS:
                     ring = self._rings.get(key >> _SLOT_BITS)
                     if ring is not None:
-                        ring.completed(key & ((1 << _SLOT_BITS) - 1), event.res)
+                        ring.completed(key & _SLOT_MASK, res)
                     continue
                 request = self._pending.pop(key, None)
                 if request is not None:
-                    request.result = event.res
+                    request.result = res
                     request.done.set()
             if count < self._capacity:
                 return
@@ -373,8 +377,7 @@ class PacketRing:
         while count:
             run = min(count, self._count - first)
             taken = self._aio.submit(self._pointers, first, run)
-            for slot in range(first, first + taken):
-                self._queued[slot] = True
+            self._queued[first : first + taken] = [True] * taken
             self._in_flight += taken
             if taken < run:  # the ring is broken: its owner stops
                 raise OSError(errno.EAGAIN, f"io_submit took {taken} of {run} reads")
