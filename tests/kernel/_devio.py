@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import select
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SECTOR = 512
+OPEN_TIMEOUT_S = 10.0
 _DIRECT_CHUNK = 1024 * 1024
 
 # struct input_event on 64-bit Linux: struct timeval, __u16 type, __u16 code, __s32 value.
@@ -36,10 +38,23 @@ def disk_size(node: Path) -> int:
     return int(sectors) * SECTOR
 
 
+def open_disk(node: Path, flags: int, timeout: float = OPEN_TIMEOUT_S) -> int:
+    """Opens a block device that has just appeared: its sysfs entry and node come before
+    the kernel lets it be opened (ENXIO meanwhile), so that is waited out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(node, flags)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 def read_disk(node: Path, size: int) -> bytes:
     """Reads ``size`` bytes from a block device with O_DIRECT, so every byte crosses the bus."""
     buffer = mmap.mmap(-1, _DIRECT_CHUNK)  # page aligned, as O_DIRECT requires
-    fd = os.open(node, os.O_RDONLY | os.O_DIRECT)
+    fd = open_disk(node, os.O_RDONLY | os.O_DIRECT)
     content = bytearray()
     try:
         while len(content) < size:

@@ -31,7 +31,7 @@ def _wait_node(nodes: Callable[[], list[Path]], what: str) -> Path:
 def _write_direct(node: Path, offset: int, data: bytes) -> None:
     buffer = mmap.mmap(-1, len(data))  # page aligned, as O_DIRECT requires
     buffer[:] = data
-    fd = os.open(node, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
+    fd = _devio.open_disk(node, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
     try:
         assert os.pwritev(fd, [buffer], offset) == len(data)
     finally:

@@ -117,7 +117,7 @@ def test_serve_to_our_bridge(backing_file: tuple[Path, bytes], tmp_path: Path) -
                 )
                 _read_back_equals(disk, content)
                 fresh = os.urandom(64 * 1024)
-                fd = os.open(disk, os.O_WRONLY | os.O_SYNC)
+                fd = _devio.open_disk(disk, os.O_WRONLY | os.O_SYNC)
                 try:
                     os.pwrite(fd, fresh, 1 << 20)
                 finally:
