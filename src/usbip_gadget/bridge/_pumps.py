@@ -105,15 +105,15 @@ class _Queue:
 
     async def drained(self) -> None:
         """Wait until every URB in the queue is settled and taken."""
-        while self.urbs:
-            self._freed = trio.Event()
-            await self._freed.wait()
+        await self._until_free(self.depth)
 
     async def refill(self, count: int) -> None:
         """When full, wait until ``count`` slots are free: URBs then go out together, in one
         send, and their completions come back together (one wake-up for several URBs)."""
-        if len(self.urbs) < self.depth:
-            return
+        if len(self.urbs) >= self.depth:
+            await self._until_free(count)
+
+    async def _until_free(self, count: int) -> None:
         while self.depth - len(self.urbs) < count:
             self._freed = trio.Event()
             await self._freed.wait()
@@ -240,13 +240,16 @@ class InPump(_Pump):
         """Queue ``data`` for the host; waits while ``QUEUED_WRITES`` are ahead of it."""
         write = self.endpoint.queue_write(data)
         self.writes.append(write)
-        while len(self.writes) > QUEUED_WRITES or (self.writes and not write.queued):
-            await self.writes[0].wait()
-            self.writes.popleft()
+        # A write that is not queued yet is made when waited for: at once, then.
+        await self._wait_writes(QUEUED_WRITES if write.queued else 0)
 
     async def drain(self) -> None:
         """Wait until the host has taken everything queued."""
-        while self.writes:
+        await self._wait_writes(0)
+
+    async def _wait_writes(self, ahead: int) -> None:
+        """Wait for the oldest queued writes until at most ``ahead`` remain."""
+        while len(self.writes) > ahead:
             await self.writes[0].wait()
             self.writes.popleft()
 

@@ -306,11 +306,7 @@ class RemoteDevice:
                     self._outbox_filled = trio.Event()
                     await self._outbox_filled.wait()
                     continue
-                outbox = self._outbox
-                data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-                self._outbox = []
-                self._outbox_bytes = 0
-                self._outbox_drained.set()
+                data = self._take_outbox()
                 with trio.move_on_after(self.send_timeout):
                     self._writing = True
                     with map_transport_errors("connection to the server"):
@@ -393,19 +389,28 @@ class RemoteDevice:
         takes it without waiting; what it does not take is left to the writer."""
         if self._writing or not self._outbox or self._fileno is None:
             return
-        outbox = self._outbox
-        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        data = self._take_outbox()
         try:
             written = os.write(self._fileno, data)
         except BlockingIOError:
-            return
+            written = 0
         except OSError as exc:
             self._fail(TransportError(f"connection to the server: {os.strerror(exc.errno or 0)}"))
             return
-        self._outbox = [] if written == len(data) else [data[written:]]
-        self._outbox_bytes = len(data) - written
-        if not self._outbox:
+        if written < len(data):  # the writer, woken by the queueing, sends the rest
+            self._outbox = [data[written:]]
+            self._outbox_bytes = len(data) - written
+        else:
             self._idle.set()
+
+    def _take_outbox(self) -> bytes:
+        """Everything queued, as one string of bytes; the outbox is left empty."""
+        outbox = self._outbox
+        data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+        self._outbox = []
+        self._outbox_bytes = 0
+        self._outbox_drained.set()
+        return data
 
     async def _flushed(self) -> None:
         """Wait until everything queued has been sent (or the connection has failed)."""
