@@ -1,18 +1,54 @@
-"""usbip-gadget: a userspace USB/IP client that replays a remote USB device as a USB gadget."""
+"""usbip-gadget: a userspace USB/IP client that replays a remote USB device as a USB gadget.
+
+Every error the package raises on purpose is importable from here; all derive from
+``UsbipGadgetError``.
+"""
 
 from usbip_gadget._errors import (
+    DescriptorError,
+    DeviceGone,
+    EndpointsExhausted,
+    ExportError,
+    FunctionFsUnsupported,
+    GadgetError,
+    GadgetFsUnsupported,
+    ImportRefused,
     LocalProtocolError,
+    NoBackend,
+    Overflow,
+    ProtocolError,
     RemoteProtocolError,
+    SnapshotError,
+    Stall,
+    TransferError,
     TransportError,
+    Unlinked,
     UsbipGadgetError,
+    UsbipTimeout,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DescriptorError",
+    "DeviceGone",
+    "EndpointsExhausted",
+    "ExportError",
+    "FunctionFsUnsupported",
+    "GadgetError",
+    "GadgetFsUnsupported",
+    "ImportRefused",
     "LocalProtocolError",
+    "NoBackend",
+    "Overflow",
+    "ProtocolError",
     "RemoteProtocolError",
+    "SnapshotError",
+    "Stall",
+    "TransferError",
     "TransportError",
+    "Unlinked",
     "UsbipGadgetError",
+    "UsbipTimeout",
     "__version__",
 ]

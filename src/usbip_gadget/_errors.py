@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 
 
 class UsbipGadgetError(Exception):
@@ -33,6 +34,10 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent something the protocol does not allow (malformed, oversized, unexpected)."""
 
 
+class DescriptorError(RemoteProtocolError):
+    """Descriptor bytes from the device are malformed (bad bLength, type, total length, counts)."""
+
+
 class TransportError(UsbipGadgetError):
     """The connection could not be made or broke."""
 
@@ -42,11 +47,63 @@ class UsbipTimeout(UsbipGadgetError):
 
 
 class ImportRefused(UsbipGadgetError):
-    """The server declined OP_REQ_IMPORT (not exported, busy, or gone)."""
+    """The peer declined an import or export (not exported, busy, or gone).
+
+    ``status`` is the op status the peer answered (``None`` when it answered no status, e.g.
+    it closed the connection) and ``reason`` its words, without the device or peer named.
+    """
+
+    def __init__(self, message: str, *, reason: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.status = status
+
+
+class SnapshotError(UsbipGadgetError):
+    """A saved device snapshot (JSON) is malformed or disagrees with itself."""
+
+
+class ExportError(UsbipGadgetError):
+    """A local device could not be listed or claimed.
+
+    ``gone`` says the device is no longer there (the import is refused with NODEV rather
+    than DEV_ERR).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, gone: bool = False) -> None:
+        super().__init__(message, hint=hint)
+        self.gone = gone
 
 
 class GadgetError(UsbipGadgetError):
     """The local USB gadget could not be built, bound or served."""
+
+
+class FunctionFsUnsupported(GadgetError):
+    """The configuration uses something FunctionFS cannot express; ``reasons`` says what."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        self.reasons = tuple(reasons)
+        super().__init__(
+            "FunctionFS cannot express this configuration: " + "; ".join(self.reasons),
+            hint="GadgetFS, which serves descriptors verbatim, may replay it instead",
+        )
+
+
+class GadgetFsUnsupported(GadgetError):
+    """GadgetFS cannot replay this device (``reasons`` says why)."""
+
+    def __init__(self, reasons: Sequence[str]) -> None:
+        self.reasons = tuple(reasons)
+        super().__init__("GadgetFS cannot replay this device: " + "; ".join(self.reasons))
+
+
+class NoBackend(GadgetError):
+    """Neither kernel interface can replay the device."""
+
+
+class EndpointsExhausted(GadgetError):
+    """The controller could not give a function all the endpoints it asked for at bind."""
 
 
 class TransferError(UsbipGadgetError):

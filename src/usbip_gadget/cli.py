@@ -15,6 +15,7 @@ import trio
 
 from usbip_gadget import __version__
 from usbip_gadget._errors import GadgetError, UsbipGadgetError
+from usbip_gadget._groups import collapse_single
 from usbip_gadget.bridge import (
     BACKENDS,
     BULK_URBS,
@@ -33,7 +34,6 @@ from usbip_gadget.bridge import (
     udc_driver,
 )
 from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
-from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget import list_udcs
 from usbip_gadget.gadget._udc import NO_UDC_HINT
 from usbip_gadget.protocol import DEFAULT_PORT
@@ -76,8 +76,30 @@ def _printable(text: str) -> str:
     )
 
 
+_DESCRIPTION = """\
+Make a USB device attached to another machine appear plugged into this one's USB
+device port. usbip-gadget imports the device from a USB/IP server (usbipd, usbipd-win
+or `usbip-gadget serve`), replays its descriptors as a USB gadget (configfs with
+FunctionFS or GadgetFS), and carries every transfer between the host on this port
+and the remote device."""
+
+_EPILOG = """\
+typical use:
+  usbip-gadget list SERVER               what SERVER exports
+  usbip-gadget plan SERVER BUSID         how this board would replay it
+  usbip-gadget attach SERVER BUSID       plug it into this board's device port
+  usbip-gadget serve --allow VID:PID     export a device plugged into this machine
+
+Run 'usbip-gadget COMMAND --help' for a command's options."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="usbip-gadget", description=__doc__)
+    parser = _Parser(
+        prog="usbip-gadget",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"usbip-gadget {__version__}")
     parser.add_argument(
         "--timeout", type=_seconds, default=10.0, help="seconds per network step (default 10)"

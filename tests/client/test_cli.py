@@ -148,7 +148,7 @@ def test_network_text_cannot_drive_the_terminal() -> None:
 
 
 def test_name_resolution_failure_reads_well() -> None:
-    from usbip_gadget.client._transport import _reason
+    from usbip_gadget._net import _reason
 
     assert _reason(socket.gaierror(-2, "Name or service not known")) == "Name or service not known"
 

@@ -14,8 +14,8 @@ import trio.testing
 from tests.client.fakes import FakeServer, FakeUsbDevice, disk, keyboard
 from usbip_gadget import RemoteProtocolError, TransportError
 from usbip_gadget._errors import DeviceGone, ImportRefused, Stall, UsbipTimeout
+from usbip_gadget._groups import collapse_ours, collapse_single
 from usbip_gadget.client import RemoteDevice, enumerate_device, list_devices, open_remote_device
-from usbip_gadget.client._exceptions import collapse_ours, collapse_single
 from usbip_gadget.protocol import (
     DEFAULT_MAX_TRANSFER,
     CmdSubmit,

@@ -17,7 +17,7 @@ import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.usb.vectors import MASS_STORAGE_CONFIG, MASS_STORAGE_DEVICE
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import EndpointsExhausted, GadgetError
 from usbip_gadget.gadget import _configfs
 from usbip_gadget.gadget._configfs import (
     CONFIGFS_HINT,
@@ -25,7 +25,6 @@ from usbip_gadget.gadget._configfs import (
     PERMISSION_HINT,
     UDC_BUSY_HINT,
     ConfigfsGadget,
-    EndpointsExhausted,
     configfs_error,
 )
 from usbip_gadget.usb import DeviceSnapshot, Speed

@@ -13,7 +13,7 @@ import trio.testing
 from tests.calls import Call
 from tests.client.fakes import FakeUsbDevice, disk, keyboard
 from tests.usb.vectors import CDC_ACM_CONFIG, KEYBOARD_REPORT
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
 from usbip_gadget.gadget._backend import EndpointShutdown, GadgetBackend
 from usbip_gadget.gadget._fake import (
     FakeGadget,
@@ -22,7 +22,6 @@ from usbip_gadget.gadget._fake import (
     HostStall,
     HostTimeout,
 )
-from usbip_gadget.gadget._ffs_blob import Unsupported
 from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
 from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.usb import (
@@ -124,7 +123,7 @@ def test_implements_the_backend_protocol() -> None:
 
 def test_unexpressible_configuration_refused() -> None:
     device = FakeUsbDevice(device_raw=VENDOR_DEVICE, configs_raw=[CDC_ACM_CONFIG])
-    with pytest.raises(Unsupported):
+    with pytest.raises(FunctionFsUnsupported):
         FakeGadget(snapshot_of(device))
     with pytest.raises(GadgetError):
         FakeGadget(snapshot_of(disk()), config_index=1)

@@ -12,10 +12,9 @@ from tests.usb.vectors import (
     MASS_STORAGE_CONFIG,
     MICROPHONE_CONFIG,
 )
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
 from usbip_gadget.gadget._ffs_blob import (
     FfsFlag,
-    Unsupported,
     build_descriptors,
     build_strings,
     check_expressible,
@@ -129,7 +128,7 @@ def test_cdc_acm_refused() -> None:
         "interface 0: class-specific descriptor 0x24 (Communications) — FunctionFS accepts "
         "only HID/CCID class descriptors",
     )
-    with pytest.raises(Unsupported) as info:
+    with pytest.raises(FunctionFsUnsupported) as info:
         build_descriptors(config, speed=Speed.FULL)
     assert info.value.reasons == check_expressible(config)
 

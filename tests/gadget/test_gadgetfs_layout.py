@@ -16,11 +16,11 @@ from tests.usb.vectors import (
     MASS_STORAGE_DEVICE,
     MICROPHONE_CONFIG,
 )
+from usbip_gadget._errors import GadgetFsUnsupported
 from usbip_gadget.bridge import KNOWN_ENDPOINT_FILES, NoBackend, plan_backend
 from usbip_gadget.gadget._gadgetfs_layout import (
     CONTROL_LIMIT,
     EndpointFile,
-    GadgetFsUnsupported,
     gadgetfs_layout,
     map_endpoints,
     same_endpoint_addresses,

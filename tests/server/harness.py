@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 from tests.usb.vectors import KEYBOARD_CONFIG, MASS_STORAGE_CONFIG, MASS_STORAGE_DEVICE
+from usbip_gadget._groups import collapse_single
 from usbip_gadget.client import RemoteDevice, open_remote_device
-from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.protocol import (
     CLOSED,
     NEED_DATA,

@@ -63,8 +63,9 @@ async def test_a_refused_offer_releases_the_device() -> None:
                 nursery.start_soon(
                     functools.partial(refuse_export, gadget_end, OpStatus.DEV_BUSY, timeout=5)
                 )
-                with pytest.raises(ImportRefused, match=r"refused 1-1 .*device busy"):
+                with pytest.raises(ImportRefused, match=r"refused 1-1 .*device busy") as refused:
                     await test_bed.server.export_to(device_end, "1-1", "gadget")
+                assert refused.value.status == OpStatus.DEV_BUSY
         assert test_bed.server.claimed == frozenset()
 
 

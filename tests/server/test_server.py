@@ -86,9 +86,11 @@ async def test_nothing_is_exported_unless_selected(selection: Selection, listed:
             for device in devices:
                 if device.busid in listed:
                     continue
-                with pytest.raises(ImportRefused, match="no such device"):
+                with pytest.raises(ImportRefused, match="no such device") as refused:
                     async with open_remote_device(b.connect(device.busid), device.busid):
                         pass
+                assert refused.value.status == OpStatus.NODEV
+                assert refused.value.reason.startswith("no such device")
     assert not any(d.claimed for d in devices)
     assert devices[0].drivers == {0: "usb-storage"}
 

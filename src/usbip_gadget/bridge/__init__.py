@@ -1,11 +1,11 @@
 """The bridge: a remote device's traffic piped through a local gadget, and ``attach``."""
 
+from usbip_gadget._errors import NoBackend
 from usbip_gadget.bridge._attach import RETRYABLE, AttachOptions, attach
 from usbip_gadget.bridge._backends import (
     BACKENDS,
     KNOWN_ENDPOINT_FILES,
     BackendPlan,
-    NoBackend,
     open_gadget,
     plan_backend,
     plan_json,

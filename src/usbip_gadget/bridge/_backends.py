@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import GadgetFsUnsupported, NoBackend
 from usbip_gadget.gadget import GadgetBackend, check_expressible, open_functionfs_gadget
 from usbip_gadget.gadget._ffs_blob import interface_numbers
 from usbip_gadget.gadget._gadgetfs import open_gadgetfs_gadget
@@ -22,7 +22,6 @@ from usbip_gadget.gadget._gadgetfs_layout import (
     NO_ISOCHRONOUS,
     USB_2_0,
     Difference,
-    GadgetFsUnsupported,
     descriptors,
     differences,
     gadgetfs_layout,
@@ -43,10 +42,6 @@ _DUMMY_UDC_FILES = (
     "ep-iout", "ep-jin", "ep-kout", "ep-lin", "ep-mout",
 )  # fmt: skip
 KNOWN_ENDPOINT_FILES = {"dummy_udc": _DUMMY_UDC_FILES}
-
-
-class NoBackend(GadgetError):
-    """Neither kernel interface can replay the device."""
 
 
 @dataclass(frozen=True, slots=True)

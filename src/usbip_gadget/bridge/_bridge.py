@@ -19,10 +19,10 @@ from usbip_gadget._errors import (
     TransportError,
     UsbipTimeout,
 )
+from usbip_gadget._groups import collapse_ours
 from usbip_gadget.bridge._plans import BULK_ONLY_RESET, EXACT, BulkOnlyPlan, Plan, plans_for
 from usbip_gadget.bridge._pumps import Log, clear_remote_halt, make_pump
 from usbip_gadget.client import RemoteDevice
-from usbip_gadget.client._exceptions import collapse_ours
 from usbip_gadget.gadget import (
     EndpointShutdown,
     FfsEvent,

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import trio
 
 from usbip_gadget._errors import TransportError, UsbipGadgetError
+from usbip_gadget._net import accepted_peer
 from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import RemoteDevice, accept_offer, receive_offer, refuse_offer
-from usbip_gadget.client._transport import accepted_peer
 from usbip_gadget.gadget import choose_udc, list_udcs
 from usbip_gadget.protocol import DEFAULT_PORT, OpStatus
 

@@ -28,9 +28,9 @@ from collections.abc import Callable
 import trio
 
 from usbip_gadget._errors import DeviceGone
+from usbip_gadget._groups import collapse_single
 from usbip_gadget.bridge._plans import ADAPTIVE_MAX, Plan
 from usbip_gadget.client import RemoteDevice, Urb
-from usbip_gadget.client._exceptions import collapse_single
 from usbip_gadget.gadget import GadgetEndpoint, PacketReader, QueuedWrite
 from usbip_gadget.protocol import Direction
 from usbip_gadget.usb import EndpointDescriptor, SetupPacket, Speed, TransferType

@@ -1,5 +1,6 @@
 """The userspace USB/IP host controller on trio: list, import, submit, enumerate."""
 
+from usbip_gadget._net import open_connection, parse_address
 from usbip_gadget.client._enumerate import enumerate_device
 from usbip_gadget.client._operations import DeviceSummary, describe, fetch_devlist, summarize
 from usbip_gadget.client._remote import (
@@ -16,7 +17,6 @@ from usbip_gadget.client._remote import (
     refuse_offer,
     unpack_iso_in,
 )
-from usbip_gadget.client._transport import open_connection, parse_address
 
 __all__ = [
     "DeviceSummary",

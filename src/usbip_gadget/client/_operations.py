@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from usbip_gadget._errors import ImportRefused, UsbipGadgetError
+from usbip_gadget._net import open_connection
 from usbip_gadget.client._enumerate import enumerate_device
 from usbip_gadget.client._remote import list_devices, open_remote_device
-from usbip_gadget.client._transport import open_connection
 from usbip_gadget.protocol import ExportedDevice
 from usbip_gadget.usb import (
     DescriptorType,
@@ -46,7 +46,7 @@ async def _probe(host: str, port: int, entry: ExportedDevice, timeout: float) ->
     try:
         return DeviceSummary(entry, await read_product(host, port, entry.device.busid, timeout))
     except ImportRefused as exc:
-        return DeviceSummary(entry, None, str(exc).rpartition(": ")[2])
+        return DeviceSummary(entry, None, exc.reason)
     except UsbipGadgetError as exc:
         return DeviceSummary(entry, None, f"no answer: {exc}")
 

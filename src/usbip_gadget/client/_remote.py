@@ -21,8 +21,8 @@ from usbip_gadget._errors import (
     UsbipTimeout,
     transfer_error,
 )
-from usbip_gadget.client._exceptions import collapse_single
-from usbip_gadget.client._transport import map_transport_errors
+from usbip_gadget._groups import collapse_single
+from usbip_gadget._net import map_transport_errors
 from usbip_gadget.protocol import (
     NEED_DATA,
     NO_ISO,
@@ -156,7 +156,8 @@ async def open_remote_device(
     reply = await _op_exchange(stream, conn, ImportRequest(busid), timeout)
     assert isinstance(reply, ImportReply)
     if reply.status != OpStatus.OK or reply.device is None:
-        raise ImportRefused(f"cannot import {busid}: {OpStatus.describe(reply.status)}")
+        reason = OpStatus.describe(reply.status)
+        raise ImportRefused(f"cannot import {busid}: {reason}", reason=reason, status=reply.status)
     with collapse_single():
         async with trio.open_nursery() as nursery:
             device = RemoteDevice(

@@ -1,5 +1,6 @@
 """The device side: configfs gadgets, FunctionFS descriptors and events, number remapping."""
 
+from usbip_gadget._errors import EndpointsExhausted, FunctionFsUnsupported
 from usbip_gadget.gadget._backend import (
     EndpointShutdown,
     GadgetBackend,
@@ -9,18 +10,12 @@ from usbip_gadget.gadget._backend import (
     one_read_at_a_time,
     write_on_wait,
 )
-from usbip_gadget.gadget._configfs import (
-    GADGET_ROOT,
-    ConfigfsGadget,
-    EndpointsExhausted,
-    configfs_error,
-)
+from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
 from usbip_gadget.gadget._fake import FakeEndpoint, FakeGadget
 from usbip_gadget.gadget._fake_host import FakeHost, HostBabble, HostError, HostStall, HostTimeout
 from usbip_gadget.gadget._ffs_blob import (
     CALLER_FLAGS,
     FfsFlag,
-    Unsupported,
     build_descriptors,
     build_strings,
     check_expressible,
@@ -53,6 +48,7 @@ __all__ = [
     "FfsEventType",
     "FfsFlag",
     "FunctionFsGadget",
+    "FunctionFsUnsupported",
     "GadgetBackend",
     "GadgetEndpoint",
     "HostBabble",
@@ -62,7 +58,6 @@ __all__ = [
     "PacketReader",
     "QueuedWrite",
     "Remap",
-    "Unsupported",
     "build_descriptors",
     "build_strings",
     "check_expressible",

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import EndpointsExhausted, GadgetError
 from usbip_gadget.gadget._udc import SYSFS_CLASS_UDC, udc_is_free
 from usbip_gadget.usb import Configuration, DeviceSnapshot, Speed
 
@@ -309,10 +309,6 @@ class ConfigfsGadget:
 
     def _error(self, action: str, path: Path, exc: OSError) -> GadgetError:
         return configfs_error(action, path, exc, root=self._root)
-
-
-class EndpointsExhausted(GadgetError):
-    """The controller could not give a function all the endpoints it asked for at bind."""
 
 
 # Before Linux 6.0, a failed bind came back as the function's own error: f_fs answers ENOTSUPP

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import trio
 
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
 from usbip_gadget.gadget._backend import (
     EndpointShutdown,
     PacketReader,
@@ -45,7 +45,7 @@ from usbip_gadget.gadget._fake_host import (
     HostTimeout,
     host_view,
 )
-from usbip_gadget.gadget._ffs_blob import Unsupported, check_expressible
+from usbip_gadget.gadget._ffs_blob import check_expressible
 from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
 from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.usb import Configuration, DeviceSnapshot, EndpointDescriptor, TransferType
@@ -336,7 +336,7 @@ class FakeGadget:
     """A ``GadgetBackend`` in memory, replaying ``snapshot.configurations[config_index]``.
 
     ``host`` drives it (``connect()`` first); ``host_remap`` maps remote numbers to what the
-    host sees, ``ep0_remap`` to the wIndex of SETUP events. ``Unsupported`` if FunctionFS
+    host sees, ``ep0_remap`` to the wIndex of SETUP events. ``FunctionFsUnsupported`` if FunctionFS
     could not express the configuration. See the module docstring for the ep0 rules. With
     ``aio`` False the endpoints take one read or write at a time (GadgetFS's blocking files).
     """
@@ -354,7 +354,7 @@ class FakeGadget:
         config = snapshot.configurations[config_index]
         reasons = check_expressible(config)
         if reasons:
-            raise Unsupported(reasons)
+            raise FunctionFsUnsupported(reasons)
         self.configuration: Configuration = config
         self._endpoints = tuple(FakeEndpoint(ep, aio=aio) for ep in config.endpoints())
         self._ep0_remap = Remap.for_ep0_events(config, virtual_addr=True)

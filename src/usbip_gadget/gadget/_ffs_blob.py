@@ -28,7 +28,7 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from enum import IntFlag
 
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
 from usbip_gadget.usb import (
     LANG_ID_US_ENGLISH,
     Configuration,
@@ -68,17 +68,6 @@ class FfsFlag(IntFlag):
 
 # Flags a caller may pass: the others change the blob layout, which we build ourselves.
 CALLER_FLAGS = FfsFlag.VIRTUAL_ADDR | FfsFlag.ALL_CTRL_RECIP | FfsFlag.CONFIG0_SETUP
-
-
-class Unsupported(GadgetError):
-    """The configuration uses something FunctionFS cannot express; ``reasons`` says what."""
-
-    def __init__(self, reasons: Sequence[str]) -> None:
-        self.reasons = tuple(reasons)
-        super().__init__(
-            "FunctionFS cannot express this configuration: " + "; ".join(self.reasons),
-            hint="GadgetFS, which serves descriptors verbatim, may replay it instead",
-        )
 
 
 # -- what FunctionFS accepts -------------------------------------------------------------
@@ -302,13 +291,13 @@ def build_descriptors(
     Full- and high-speed sets always, a SuperSpeed set when the remote is SuperSpeed.
     ``flags`` may hold ``CALLER_FLAGS``; the HAS_*_DESC bits are added here. ``strings`` maps
     remote string index → FunctionFS index (see ``build_strings``); by default the order of
-    ``string_indexes(config)``. ``Unsupported`` if FunctionFS cannot express ``config``.
+    ``string_indexes(config)``. ``FunctionFsUnsupported`` if FunctionFS cannot express ``config``.
     """
     if flags & ~CALLER_FLAGS:
         raise GadgetError(f"FunctionFS flags 0x{flags & ~CALLER_FLAGS:x} are not supported here")
     reasons = check_expressible(config)
     if reasons:
-        raise Unsupported(reasons)
+        raise FunctionFsUnsupported(reasons)
     if strings is None:
         strings = {index: n for n, index in enumerate(string_indexes(config), start=1)}
     remote = _remote_speed(speed)

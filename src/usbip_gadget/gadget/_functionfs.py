@@ -31,8 +31,8 @@ from typing import TypeVar
 
 import trio
 
-from usbip_gadget._errors import GadgetError
-from usbip_gadget.client._exceptions import collapse_single
+from usbip_gadget._errors import EndpointsExhausted, FunctionFsUnsupported, GadgetError
+from usbip_gadget._groups import collapse_single
 from usbip_gadget.gadget._aio import Aio, AioRequest, PacketRing, open_aio
 from usbip_gadget.gadget._backend import (
     EndpointShutdown,
@@ -42,10 +42,9 @@ from usbip_gadget.gadget._backend import (
     write_on_wait,
 )
 from usbip_gadget.gadget._blocking import ThreadedFile
-from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, EndpointsExhausted
+from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget
 from usbip_gadget.gadget._ffs_blob import (
     FfsFlag,
-    Unsupported,
     build_descriptors,
     build_strings,
     check_expressible,
@@ -335,12 +334,13 @@ async def open_functionfs_gadget(
 ) -> AsyncIterator[FunctionFsGadget]:
     """Build, mount and plug a gadget replaying ``snapshot``; unplug and remove it on exit.
 
-    ``Unsupported`` (one reason per problem) if FunctionFS cannot express the configuration.
+    ``FunctionFsUnsupported`` (one reason per problem) if FunctionFS cannot express the
+    configuration.
     """
     config = snapshot.configurations[config_index]
     reasons = check_expressible(config)
     if reasons:
-        raise Unsupported(reasons)
+        raise FunctionFsUnsupported(reasons)
     strings, string_map = build_strings(snapshot.strings, string_indexes(config))
     blob = build_descriptors(config, speed=snapshot.speed, flags=FLAGS, strings=string_map)
     mount = mount_root / name

@@ -42,7 +42,7 @@ from pathlib import Path
 import trio
 
 from usbip_gadget._errors import GadgetError
-from usbip_gadget.client._exceptions import collapse_single
+from usbip_gadget._groups import collapse_single
 from usbip_gadget.gadget._blocking import Outstanding, install_interrupt_handler, libc_read
 from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
 from usbip_gadget.gadget._functionfs import MOUNT_ROOT, FfsEndpoint

@@ -29,7 +29,7 @@ import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import GadgetFsUnsupported
 from usbip_gadget.gadget._ffs_blob import as_full_speed, as_high_speed
 from usbip_gadget.usb import (
     Configuration,
@@ -50,14 +50,6 @@ USB_2_0 = 0x0200
 REMOTE_WAKEUP = 0x20
 _U32 = struct.Struct("<I")
 _ENDPOINT_SIZE = 7
-
-
-class GadgetFsUnsupported(GadgetError):
-    """GadgetFS cannot replay this device (``reasons`` says why)."""
-
-    def __init__(self, reasons: Sequence[str]) -> None:
-        self.reasons = tuple(reasons)
-        super().__init__("GadgetFS cannot replay this device: " + "; ".join(self.reasons))
 
 
 # -- endpoint files ------------------------------------------------------------------------

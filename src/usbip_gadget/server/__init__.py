@@ -5,19 +5,14 @@ a ``DeviceSource`` provides the devices: ``PyusbSource`` (libusb-1.0) for real o
 in-memory ``FakeSource`` for tests.
 """
 
+from usbip_gadget._errors import ExportError
 from usbip_gadget.server._connect import connect
 from usbip_gadget.server._fake import STALL_MARK, FakeDevice, FakeSource, Reply, packets_of
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._pyusb import PyusbDevice, PyusbSource
 from usbip_gadget.server._select import HUB_CLASS, Selection, check_busid, parse_vid_pid
 from usbip_gadget.server._server import DEFAULT_BIND, Server, device_name, serve
-from usbip_gadget.server._source import (
-    DeviceSource,
-    EndpointInfo,
-    ExportError,
-    LocalDevice,
-    Moved,
-)
+from usbip_gadget.server._source import DeviceSource, EndpointInfo, LocalDevice, Moved
 from usbip_gadget.server._transfer import standard_request
 
 __all__ = [

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import trio
 
-from usbip_gadget._errors import UsbipGadgetError
-from usbip_gadget.client import open_connection
+from usbip_gadget._errors import ExportError, UsbipGadgetError
+from usbip_gadget._net import open_connection
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._select import Selection
 from usbip_gadget.server._server import Log, Server
-from usbip_gadget.server._source import DeviceSource, ExportError
+from usbip_gadget.server._source import DeviceSource
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0

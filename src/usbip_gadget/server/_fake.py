@@ -32,8 +32,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 
+from usbip_gadget._errors import ExportError
 from usbip_gadget.protocol import ExportedDevice, InterfaceInfo, UsbDevice
-from usbip_gadget.server._source import EndpointInfo, ExportError, Moved
+from usbip_gadget.server._source import EndpointInfo, Moved
 from usbip_gadget.usb import (
     Configuration,
     DescriptorType,

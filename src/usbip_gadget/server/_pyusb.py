@@ -29,8 +29,9 @@ import usb.backend.libusb1
 import usb.core
 import usb.util
 
+from usbip_gadget._errors import ExportError
 from usbip_gadget.protocol import ExportedDevice, InterfaceInfo, UsbDevice
-from usbip_gadget.server._source import EndpointInfo, ExportError, Moved
+from usbip_gadget.server._source import EndpointInfo, Moved
 from usbip_gadget.usb import SetupPacket, Speed, TransferType
 
 #: libusb_error → the errno Linux's host controller drivers would report in the URB.

@@ -15,8 +15,14 @@ from functools import partial
 
 import trio
 
-from usbip_gadget._errors import ImportRefused, TransportError, UsbipGadgetError, UsbipTimeout
-from usbip_gadget.client._transport import accepted_peer, format_address
+from usbip_gadget._errors import (
+    ExportError,
+    ImportRefused,
+    TransportError,
+    UsbipGadgetError,
+    UsbipTimeout,
+)
+from usbip_gadget._net import accepted_peer, format_address
 from usbip_gadget.protocol import (
     DEFAULT_PORT,
     NEED_DATA,
@@ -35,7 +41,7 @@ from usbip_gadget.protocol import (
 )
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._select import Selection
-from usbip_gadget.server._source import DeviceSource, ExportError, LocalDevice
+from usbip_gadget.server._source import DeviceSource, LocalDevice
 from usbip_gadget.server._transfer import Threads
 from usbip_gadget.server._urbs import UrbPhase
 
@@ -164,7 +170,11 @@ class Server:
             await _send(stream, conn, ExportRequest(claim.entry.device))
             reply = await self._first_request(stream, conn)
             if not isinstance(reply, ExportReply) or reply.status or reply.returncode:
-                raise ImportRefused(f"{peer} refused {name}: {_refusal(reply)}")
+                reason = _refusal(reply)
+                status = reply.status if isinstance(reply, ExportReply) else None
+                raise ImportRefused(
+                    f"{peer} refused {name}: {reason}", reason=reason, status=status
+                )
             self._log(f"exported {name} to {peer}")
             reason = "the exporter stopped"
             try:

@@ -24,21 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from usbip_gadget._errors import UsbipGadgetError
+from usbip_gadget._errors import ExportError
 from usbip_gadget.protocol import ExportedDevice
 from usbip_gadget.usb import SetupPacket, TransferType
-
-
-class ExportError(UsbipGadgetError):
-    """A local device could not be listed or claimed.
-
-    ``gone`` says the device is no longer there (the import is refused with NODEV rather
-    than DEV_ERR).
-    """
-
-    def __init__(self, message: str, *, hint: str | None = None, gone: bool = False) -> None:
-        super().__init__(message, hint=hint)
-        self.gone = gone
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ raise ``DescriptorError`` (a ``RemoteProtocolError``); values we are asked to en
 not fit raise ``LocalProtocolError``; a malformed snapshot raises ``SnapshotError``.
 """
 
+from usbip_gadget._errors import DescriptorError, SnapshotError
 from usbip_gadget.usb._bos import (
     Bos,
     DeviceCapability,
@@ -12,7 +13,6 @@ from usbip_gadget.usb._bos import (
     bos_total_length,
     parse_bos,
 )
-from usbip_gadget.usb._common import DescriptorError, SnapshotError
 from usbip_gadget.usb._config import (
     Configuration,
     EndpointDescriptor,

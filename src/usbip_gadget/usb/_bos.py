@@ -6,8 +6,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from usbip_gadget._errors import LocalProtocolError
-from usbip_gadget.usb._common import DescriptorError, check_u8
+from usbip_gadget._errors import DescriptorError, LocalProtocolError
+from usbip_gadget.usb._common import check_u8
 from usbip_gadget.usb._config_parse import split_descriptors
 from usbip_gadget.usb._enums import DescriptorType
 

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from usbip_gadget._errors import LocalProtocolError, RemoteProtocolError, UsbipGadgetError
-
-
-class DescriptorError(RemoteProtocolError):
-    """Descriptor bytes from the device are malformed (bad bLength, type, total length, counts)."""
-
-
-class SnapshotError(UsbipGadgetError):
-    """A saved device snapshot (JSON) is malformed or disagrees with itself."""
+from usbip_gadget._errors import DescriptorError, LocalProtocolError
 
 
 def check_int(name: str, value: int, maximum: int) -> None:

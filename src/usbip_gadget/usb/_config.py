@@ -20,8 +20,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from usbip_gadget._errors import LocalProtocolError
-from usbip_gadget.usb._common import DescriptorError, check_fields, check_u8
+from usbip_gadget._errors import DescriptorError, LocalProtocolError
+from usbip_gadget.usb._common import check_fields, check_u8
 from usbip_gadget.usb._enums import DescriptorType, TransferType
 from usbip_gadget.usb._hid import HidDescriptor
 

@@ -8,7 +8,7 @@ inside an interface everything up to the next endpoint belongs to the descriptor
 
 from __future__ import annotations
 
-from usbip_gadget.usb._common import DescriptorError
+from usbip_gadget._errors import DescriptorError
 from usbip_gadget.usb._config import (
     CONFIG_LAYOUT,
     ENDPOINT_LAYOUT,

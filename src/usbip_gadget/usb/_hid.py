@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from usbip_gadget.usb._common import DescriptorError, check_fields, check_u8, check_u16
+from usbip_gadget._errors import DescriptorError
+from usbip_gadget.usb._common import check_fields, check_u8, check_u16
 from usbip_gadget.usb._enums import DescriptorType
 
 _HEAD = struct.Struct("<BBHBB")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from usbip_gadget._errors import DescriptorError
 from usbip_gadget.usb._bos import Bos, DeviceCapability, DeviceCapabilityType
-from usbip_gadget.usb._common import DescriptorError, hex_bytes
+from usbip_gadget.usb._common import hex_bytes
 from usbip_gadget.usb._config import (
     HID_CLASS,
     Configuration,

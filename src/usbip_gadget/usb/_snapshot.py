@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usbip_gadget._errors import DescriptorError, SnapshotError
 from usbip_gadget.usb import _snapshot_json as js
 from usbip_gadget.usb._bos import Bos, bos_total_length, parse_bos
-from usbip_gadget.usb._common import DescriptorError, SnapshotError, check_u16
+from usbip_gadget.usb._common import check_u16
 from usbip_gadget.usb._config import Configuration
 from usbip_gadget.usb._config_parse import parse_configuration
 from usbip_gadget.usb._device import DeviceDescriptor, DeviceQualifier

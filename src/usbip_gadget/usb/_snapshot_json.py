@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from usbip_gadget.usb._common import SnapshotError
+from usbip_gadget._errors import SnapshotError
 from usbip_gadget.usb._config import (
     Configuration,
     EndpointDescriptor,

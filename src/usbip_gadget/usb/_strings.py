@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from usbip_gadget._errors import LocalProtocolError
-from usbip_gadget.usb._common import DescriptorError, check_u16
+from usbip_gadget._errors import DescriptorError, LocalProtocolError
+from usbip_gadget.usb._common import check_u16
 from usbip_gadget.usb._enums import DescriptorType
 
 MAX_STRING_BYTES = 252  # bLength is one byte and even: 254 at most, 2 of them the header.

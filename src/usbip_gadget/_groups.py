@@ -1,4 +1,4 @@
-"""ExceptionGroup handling at the edge of our public context managers."""
+"""ExceptionGroups at the edge of our public context managers: one error out, not a group."""
 
 from __future__ import annotations
 

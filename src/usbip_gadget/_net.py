@@ -1,4 +1,4 @@
-"""TCP at the edge: trio and OS errors become ours here, and nowhere else."""
+"""TCP at the edge, for both sides: trio and OS errors become ours here, and nowhere else."""
 
 from __future__ import annotations
 
