@@ -14,28 +14,29 @@ from typing import TypeVar
 import trio
 
 from usbip_gadget import __version__
-from usbip_gadget._errors import GadgetError, UsbipGadgetError
+from usbip_gadget._errors import GadgetError, NoBackend, UsbipGadgetError
 from usbip_gadget._groups import collapse_single
 from usbip_gadget.bridge import (
-    BACKENDS,
     BULK_URBS,
     DEFAULT_DEPTH,
     DEFAULT_LISTEN,
-    KNOWN_ENDPOINT_FILES,
     AttachOptions,
     ListenOptions,
-    NoBackend,
     attach,
     describe_plans,
     listen,
+)
+from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
+from usbip_gadget.gadget import (
+    KNOWN_ENDPOINT_FILES,
+    NO_UDC_HINT,
+    Backend,
+    list_udcs,
     plan_backend,
     plan_json,
     render_plan,
     udc_driver,
 )
-from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
-from usbip_gadget.gadget import list_udcs
-from usbip_gadget.gadget._udc import NO_UDC_HINT
 from usbip_gadget.protocol import DEFAULT_PORT
 from usbip_gadget.server import (
     DEFAULT_BIND,
@@ -135,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     p_plan.add_argument("server", metavar="HOST[:PORT]")
     p_plan.add_argument("busid")
     p_plan.add_argument("--udc", help="the controller it would be plugged into")
-    p_plan.add_argument("--backend", choices=BACKENDS, default="auto", help="(default auto)")
+    p_plan.add_argument(
+        "--backend", type=Backend, choices=list(Backend), default=Backend.AUTO,
+        help="(default auto)",
+    )  # fmt: skip
     p_plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _add_bulk_urbs(p_plan)
     _serve_parser(sub)
@@ -167,7 +171,7 @@ def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
         "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
     )
     parser.add_argument(
-        "--backend", choices=BACKENDS, default="auto",
+        "--backend", type=Backend, choices=list(Backend), default=Backend.AUTO,
         help="kernel interface: functionfs, gadgetfs, or auto (FunctionFS when it can express "
         "the device, else GadgetFS; the default)",
     )  # fmt: skip

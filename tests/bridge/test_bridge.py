@@ -38,9 +38,9 @@ from tests.usb.vectors import MASS_STORAGE_CONFIG
 from usbip_gadget import RemoteProtocolError, TransportError
 from usbip_gadget.bridge import CONTROL_TIMEOUT, DEFAULT_DEPTH, Bridge
 from usbip_gadget.client import RemoteDevice, open_remote_device
-from usbip_gadget.gadget._fake import FakeGadget, FakeHost, HostBabble, HostStall
-from usbip_gadget.gadget._fake_host import DEFAULT_HOST_TIMEOUT
 from usbip_gadget.protocol import RetSubmit, RetUnlink
+from usbip_gadget.testing import FakeGadget, FakeHost, HostBabble, HostStall
+from usbip_gadget.testing._host import DEFAULT_HOST_TIMEOUT
 from usbip_gadget.usb import DeviceSnapshot, RequestType, SetupPacket, Speed
 
 pytestmark = pytest.mark.timeout(30)

@@ -14,16 +14,10 @@ from tests.calls import Call
 from tests.client.fakes import FakeUsbDevice, disk, keyboard
 from tests.usb.vectors import CDC_ACM_CONFIG, KEYBOARD_REPORT
 from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
+from usbip_gadget.gadget import Ep0Event, Ep0EventType
 from usbip_gadget.gadget._backend import EndpointShutdown, GadgetBackend
-from usbip_gadget.gadget._fake import (
-    FakeGadget,
-    HostBabble,
-    HostError,
-    HostStall,
-    HostTimeout,
-)
-from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
 from usbip_gadget.gadget._remap import Remap
+from usbip_gadget.testing import FakeGadget, HostBabble, HostError, HostStall, HostTimeout
 from usbip_gadget.usb import (
     DescriptorType,
     DeviceDescriptor,
@@ -41,9 +35,9 @@ from usbip_gadget.usb import (
 T = TypeVar("T")
 TIMEOUT = 5
 
-BIND = FfsEvent(FfsEventType.BIND)
-ENABLE = FfsEvent(FfsEventType.ENABLE)
-DISABLE = FfsEvent(FfsEventType.DISABLE)
+BIND = Ep0Event(Ep0EventType.BIND)
+ENABLE = Ep0Event(Ep0EventType.ENABLE)
+DISABLE = Ep0Event(Ep0EventType.DISABLE)
 
 IN_CLASS_INTERFACE = RequestType.IN | RequestType.CLASS | RequestType.INTERFACE
 OUT_CLASS_INTERFACE = RequestType.OUT | RequestType.CLASS | RequestType.INTERFACE
@@ -296,7 +290,7 @@ async def test_interface_request_gets_the_blob_index() -> None:
             [event] = await fake.events()
             await fake.reply(b"abcdef")
             assert await call.result() == b"abcd"  # cut to wLength
-    assert event.type == FfsEventType.SETUP
+    assert event.type == Ep0EventType.SETUP
     # f_fs replaces the whole wIndex: the entity id in the high byte is lost.
     assert event.setup == SetupPacket(IN_CLASS_INTERFACE, 0x81, 0x0100, 0x0001, 4)
     assert fake.ep0_remap.setup_to_remote(event.setup).w_index == 3
@@ -314,7 +308,7 @@ async def test_hid_report_descriptor_is_forwarded() -> None:
         async with trio.open_nursery() as nursery:
             call = Call(nursery, lambda: fake.host.control(setup))
             # Before SET_CONFIGURATION: FUNCTIONFS_CONFIG0_SETUP still forwards it.
-            assert await fake.events() == [FfsEvent(FfsEventType.SETUP, setup)]
+            assert await fake.events() == [Ep0Event(Ep0EventType.SETUP, setup)]
             await fake.reply(KEYBOARD_REPORT)
             assert await call.result() == KEYBOARD_REPORT
 
@@ -325,7 +319,7 @@ async def test_endpoint_request_keeps_the_virtual_address() -> None:
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             call = Call(nursery, lambda: fake.host.control(setup))
-            assert await fake.events() == [FfsEvent(FfsEventType.SETUP, setup)]
+            assert await fake.events() == [Ep0Event(Ep0EventType.SETUP, setup)]
             assert await fake.receive() == b""  # no data stage: acknowledged
             assert await call.result() == b""
 
@@ -336,7 +330,7 @@ async def test_device_request_is_forwarded_as_it_is() -> None:
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             call = Call(nursery, lambda: fake.host.control(setup))
-            assert await fake.events() == [FfsEvent(FfsEventType.SETUP, setup)]
+            assert await fake.events() == [Ep0Event(Ep0EventType.SETUP, setup)]
             await fake.reply(b"\x01\x02")
             assert await call.result() == b"\x01\x02"
     assert fake.host.setups_seen[-1] == setup
@@ -412,7 +406,7 @@ async def test_new_setup_cancels_the_pending_one() -> None:
     with trio.fail_after(TIMEOUT):
         async with trio.open_nursery() as nursery:
             old = Call(nursery, lambda: fake.host.control(first))
-            assert await fake.events() == [FfsEvent(FfsEventType.SETUP, first)]
+            assert await fake.events() == [Ep0Event(Ep0EventType.SETUP, first)]
             with pytest.raises(GadgetError, match="pending"):
                 await fake.events()  # on the real ep0 this read would be the data stage
             new = Call(nursery, lambda: fake.host.control(second))
@@ -421,7 +415,7 @@ async def test_new_setup_cancels_the_pending_one() -> None:
                 await old.result()
             with pytest.raises(GadgetError, match="cancelled"):
                 await fake.reply(b"old!")  # -EIDRM
-            assert await fake.events() == [FfsEvent(FfsEventType.SETUP, second)]
+            assert await fake.events() == [Ep0Event(Ep0EventType.SETUP, second)]
             await fake.reply(b"new!")
             assert await new.result() == b"new!"
 
@@ -449,7 +443,7 @@ async def test_event_cancels_the_pending_setup() -> None:
                 await call.result()
             with pytest.raises(GadgetError, match="cancelled"):
                 await fake.events()  # f_fs answers the next ep0 read -EIDRM once
-            assert await fake.events() == [FfsEvent(FfsEventType.SUSPEND)]
+            assert await fake.events() == [Ep0Event(Ep0EventType.SUSPEND)]
 
 
 async def test_host_times_out(autojump_clock: trio.testing.MockClock) -> None:
@@ -718,12 +712,12 @@ async def test_suspend_and_resume() -> None:
     fake = await configured(vendor())
     with trio.fail_after(TIMEOUT):
         fake.host.suspend()
-        assert await fake.events() == [FfsEvent(FfsEventType.SUSPEND)]
+        assert await fake.events() == [Ep0Event(Ep0EventType.SUSPEND)]
         fake.host.resume()
-        assert await fake.events() == [FfsEvent(FfsEventType.RESUME)]
+        assert await fake.events() == [Ep0Event(Ep0EventType.RESUME)]
         fake.host.suspend()
         fake.host.resume()  # an unread SUSPEND is dropped by the RESUME
-        assert await fake.events() == [FfsEvent(FfsEventType.RESUME)]
+        assert await fake.events() == [Ep0Event(Ep0EventType.RESUME)]
 
 
 async def test_suspend_unconfigured_reaches_no_function() -> None:
@@ -741,7 +735,7 @@ async def test_unbind_and_reconnect() -> None:
     fake = await configured(vendor())
     with trio.fail_after(TIMEOUT):
         fake.host.unbind()
-        assert await fake.events() == [FfsEvent(FfsEventType.UNBIND)]  # DISABLE merged
+        assert await fake.events() == [Ep0Event(Ep0EventType.UNBIND)]  # DISABLE merged
         with pytest.raises(HostError, match="not attached"):
             await fake.host.control(SetupPacket.set_configuration(1))
         fake.host.connect()

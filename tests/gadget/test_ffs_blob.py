@@ -13,14 +13,12 @@ from tests.usb.vectors import (
     MICROPHONE_CONFIG,
 )
 from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
-from usbip_gadget.gadget._ffs_blob import (
+from usbip_gadget.gadget import endpoint_addresses, interface_numbers, string_indexes
+from usbip_gadget.gadget.functionfs import (
     FfsFlag,
     build_descriptors,
     build_strings,
     check_expressible,
-    endpoint_addresses,
-    interface_numbers,
-    string_indexes,
 )
 from usbip_gadget.usb import (
     Configuration,

@@ -22,10 +22,9 @@ import trio
 import trio.testing
 
 from tests.usb.vectors import CDC_ECM_CONFIG, MASS_STORAGE_DEVICE
-from usbip_gadget.bridge import KNOWN_ENDPOINT_FILES
-from usbip_gadget.gadget import FfsEventType, _gadgetfs
-from usbip_gadget.gadget._gadgetfs import GadgetFsGadget
-from usbip_gadget.gadget._gadgetfs_layout import gadgetfs_layout, map_endpoints
+from usbip_gadget.gadget import KNOWN_ENDPOINT_FILES, Ep0EventType
+from usbip_gadget.gadget.gadgetfs import GadgetFsGadget, gadgetfs_layout, map_endpoints
+from usbip_gadget.gadget.gadgetfs import _gadget as _gadgetfs
 from usbip_gadget.usb import DeviceSnapshot, SetupPacket, Speed
 
 CONNECT, DISCONNECT, SETUP = 1, 2, 3
@@ -118,12 +117,12 @@ def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ep0Model]:
     for name in ("read", "write", "open", "set_blocking"):
         setattr(patched, name, getattr(fake, name))
     monkeypatch.setattr(_gadgetfs, "os", patched)
-    # Endpoint files are closed by FfsEndpoint, in the FunctionFS module.
-    from usbip_gadget.gadget import _functionfs
+    # Endpoint files are closed by EndpointFile, shared by both backends.
+    from usbip_gadget.gadget import _endpoint_file
 
     closing = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os)})
     closing.close = fake.close
-    monkeypatch.setattr(_functionfs, "os", closing)
+    monkeypatch.setattr(_endpoint_file, "os", closing)
     yield fake
     os.close(fake.wake_r)
     os.close(fake.wake_w)
@@ -136,14 +135,14 @@ def make_gadget(model: Ep0Model) -> GadgetFsGadget:
     return GadgetFsGadget(model.wake_r, MOUNT, config, gadgetfs_layout(snapshot, slots))
 
 
-def kinds(events: list[Any]) -> list[FfsEventType]:
+def kinds(events: list[Any]) -> list[Ep0EventType]:
     return [event.type for event in events]
 
 
 async def configured(model: Ep0Model, gadget: GadgetFsGadget) -> None:
     model.push(CONNECT)
     model.push(SETUP, SetupPacket.set_configuration(1))
-    assert kinds(await gadget.events()) == [FfsEventType.ENABLE]
+    assert kinds(await gadget.events()) == [Ep0EventType.ENABLE]
 
 
 async def test_set_configuration_opens_setting_0_then_enables_then_acknowledges(
@@ -161,7 +160,7 @@ async def test_set_configuration_opens_setting_0_then_enables_then_acknowledges(
     model.push(SETUP, SetupPacket(0x80, 6, 0x0300, 0, 255))
     events = await gadget.events()
     assert model.log[2] == ("ack", 9)
-    assert kinds(events) == [FfsEventType.SETUP]
+    assert kinds(events) == [Ep0EventType.SETUP]
 
 
 async def test_set_interface_stops_the_pumps_switches_the_files_and_resumes(
@@ -172,14 +171,14 @@ async def test_set_interface_stops_the_pumps_switches_the_files_and_resumes(
     model.push(SETUP, SetupPacket.set_interface(1, 1))
     events = await gadget.events()
     assert model.log[-1] == ("ack", 9)  # SET_CONFIGURATION's, before the event was read
-    assert kinds(events) == [FfsEventType.SUSPEND, FfsEventType.SETUP]
+    assert kinds(events) == [Ep0EventType.SUSPEND, Ep0EventType.SETUP]
     del model.log[:]
     assert await gadget.receive() == b""  # the bridge applied it on the device: acknowledge
     opened = [entry[1] for entry in model.log if entry[0] == "open"]
     assert opened == ["ep2in-bulk", "ep1out-bulk"]
     assert model.log[-1] == ("ack", 11)
     assert sorted(ep.descriptor.b_endpoint_address for ep in gadget.endpoints) == [0x01, 0x81, 0x82]
-    assert kinds(await gadget.events()) == [FfsEventType.RESUME]
+    assert kinds(await gadget.events()) == [Ep0EventType.RESUME]
 
 
 async def test_a_disconnect_disables_and_the_files_close_once_the_pumps_stopped(
@@ -188,7 +187,7 @@ async def test_a_disconnect_disables_and_the_files_close_once_the_pumps_stopped(
     gadget = make_gadget(model)
     await configured(model, gadget)
     model.push(DISCONNECT)
-    assert kinds(await gadget.events()) == [FfsEventType.DISABLE]
+    assert kinds(await gadget.events()) == [Ep0EventType.DISABLE]
     assert ("close", "ep1in-bulk") not in model.log  # the bridge stops its pumps first
     model.push(SETUP, SetupPacket(0x80, 6, 0x0300, 0, 255))
     await gadget.events()
@@ -244,10 +243,10 @@ async def test_a_reset_read_in_one_batch_with_the_next_request_loses_nothing(
     model.push(DISCONNECT)
     model.push(CONNECT)
     model.push(SETUP, SetupPacket(0x80, 6, 0x0100, 0, 64))
-    assert kinds(await gadget.events()) == [FfsEventType.DISABLE]
+    assert kinds(await gadget.events()) == [Ep0EventType.DISABLE]
     with trio.fail_after(5):  # a dropped SETUP would leave events() waiting
         events = await gadget.events()
-    assert kinds(events) == [FfsEventType.SETUP]
+    assert kinds(events) == [Ep0EventType.SETUP]
     assert events[0].setup == SetupPacket(0x80, 6, 0x0100, 0, 64)
     assert ("close", "ep1in-bulk") in model.log
 

@@ -16,11 +16,12 @@ from tests.usb.vectors import (
     MASS_STORAGE_DEVICE,
     MICROPHONE_CONFIG,
 )
+from usbip_gadget import NoBackend
 from usbip_gadget._errors import GadgetFsUnsupported
-from usbip_gadget.bridge import KNOWN_ENDPOINT_FILES, NoBackend, plan_backend
-from usbip_gadget.gadget._gadgetfs_layout import (
+from usbip_gadget.gadget import KNOWN_ENDPOINT_FILES, Backend, plan_backend
+from usbip_gadget.gadget.gadgetfs import (
     CONTROL_LIMIT,
-    EndpointFile,
+    ControllerEndpoint,
     gadgetfs_layout,
     map_endpoints,
     same_endpoint_addresses,
@@ -51,14 +52,14 @@ def snapshot(
 def test_endpoint_file_names(
     name: str, number: int | None, is_in: bool, types: set[TransferType]
 ) -> None:
-    parsed = EndpointFile.parse(name)
+    parsed = ControllerEndpoint.parse(name)
     assert parsed is not None
     assert (parsed.number, parsed.is_in, set(parsed.types)) == (number, is_in, types)
 
 
 @pytest.mark.parametrize("name", ["dummy_udc", "20980000.usb", "ep0", "ep16in", "ep"])
 def test_ep0_and_other_names_are_not_endpoint_files(name: str) -> None:
-    assert EndpointFile.parse(name) is None
+    assert ControllerEndpoint.parse(name) is None
 
 
 @pytest.mark.parametrize("files", [DUMMY, DWC2], ids=["dummy_udc", "dwc2"])
@@ -165,7 +166,7 @@ def test_a_device_neither_can_replay_is_refused_with_both_reasons() -> None:
     assert "FunctionFS" in str(caught.value)
     assert "isochronous" in str(caught.value)
     with pytest.raises(NoBackend, match="FunctionFS cannot express"):
-        plan_backend(snapshot(CDC_ACM_CONFIG), "functionfs")
+        plan_backend(snapshot(CDC_ACM_CONFIG), Backend.FUNCTIONFS)
 
 
 def test_each_alternate_setting_configures_its_own_endpoint_descriptor() -> None:

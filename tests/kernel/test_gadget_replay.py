@@ -14,16 +14,15 @@ import pytest
 import trio
 
 from tests.usb.vectors import MASS_STORAGE_DEVICE
+from usbip_gadget import EndpointsExhausted
 from usbip_gadget.client import describe
-from usbip_gadget.gadget import (
+from usbip_gadget.gadget import ConfigfsGadget, string_indexes
+from usbip_gadget.gadget.functionfs import (
     CALLER_FLAGS,
-    ConfigfsGadget,
-    EndpointsExhausted,
     build_descriptors,
     build_strings,
     check_expressible,
     open_functionfs_gadget,
-    string_indexes,
 )
 from usbip_gadget.protocol import DEFAULT_PORT
 from usbip_gadget.usb import DeviceDescriptor, DeviceSnapshot, Speed, parse_configuration

@@ -1,17 +1,12 @@
-"""The bridge: a remote device's traffic piped through a local gadget, and ``attach``."""
+"""The bridge: a remote device's traffic piped through a local gadget; ``attach``, ``listen``.
 
-from usbip_gadget._errors import NoBackend
+It owns the nursery: one ep0 loop answering the host's requests through the remote device,
+one pump per endpoint moving URBs, and the plans that size those URBs. May import the
+standard library, trio, ``usbip_gadget._errors``, ``_groups``, ``_net``, ``protocol``, ``usb``,
+``client`` and the ``usbip_gadget.gadget`` package (never its private modules or backends).
+"""
+
 from usbip_gadget.bridge._attach import RETRYABLE, AttachOptions, attach
-from usbip_gadget.bridge._backends import (
-    BACKENDS,
-    KNOWN_ENDPOINT_FILES,
-    BackendPlan,
-    open_gadget,
-    plan_backend,
-    plan_json,
-    render_plan,
-    udc_driver,
-)
 from usbip_gadget.bridge._bridge import CONTROL_TIMEOUT, DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._listen import DEFAULT_LISTEN, ListenOptions, listen
 from usbip_gadget.bridge._plans import (
@@ -27,21 +22,17 @@ from usbip_gadget.bridge._plans import (
 from usbip_gadget.bridge._pumps import InPump, OutPump, clear_remote_halt
 
 __all__ = [
-    "BACKENDS",
     "BULK_URBS",
     "CONTROL_TIMEOUT",
     "DEFAULT_DEPTH",
     "DEFAULT_LISTEN",
-    "KNOWN_ENDPOINT_FILES",
     "RETRYABLE",
     "AdaptivePlan",
     "AttachOptions",
-    "BackendPlan",
     "Bridge",
     "BulkOnlyPlan",
     "InPump",
     "ListenOptions",
-    "NoBackend",
     "OutPump",
     "Plan",
     "StreamPlan",
@@ -49,11 +40,6 @@ __all__ = [
     "clear_remote_halt",
     "describe_plans",
     "listen",
-    "open_gadget",
-    "plan_backend",
-    "plan_json",
     "plans_for",
-    "render_plan",
-    "udc_driver",
     "whole_packets",
 ]

@@ -19,7 +19,6 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
-from usbip_gadget.bridge._backends import open_gadget
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
@@ -29,7 +28,7 @@ from usbip_gadget.client import (
     open_connection,
     open_remote_device,
 )
-from usbip_gadget.gadget import choose_udc, list_udcs
+from usbip_gadget.gadget import Backend, choose_udc, list_udcs, open_gadget
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0
@@ -49,7 +48,7 @@ class AttachOptions:
     depth: int = DEFAULT_DEPTH
     reconnect: bool = False
     timeout: float = 10.0
-    backend: str = "auto"
+    backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
 
 
@@ -91,7 +90,7 @@ class Plug:
     name: str = "usbip-gadget"
     depth: int = DEFAULT_DEPTH
     timeout: float = 10.0
-    backend: str = "auto"
+    backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
 
 

@@ -25,8 +25,8 @@ from usbip_gadget.bridge._pumps import Log, clear_remote_halt, make_pump
 from usbip_gadget.client import RemoteDevice
 from usbip_gadget.gadget import (
     EndpointShutdown,
-    FfsEvent,
-    FfsEventType,
+    Ep0Event,
+    Ep0EventType,
     GadgetBackend,
     GadgetEndpoint,
 )
@@ -81,20 +81,20 @@ class Bridge:
         failure = self._remote.failure
         raise failure if failure is not None else TransportError("the connection closed")
 
-    async def _handle(self, event: FfsEvent) -> None:
+    async def _handle(self, event: Ep0Event) -> None:
         kind = event.type
-        if kind == FfsEventType.SETUP and event.setup is not None:
+        if kind == Ep0EventType.SETUP and event.setup is not None:
             await self._setup(event.setup)
-        elif kind == FfsEventType.ENABLE:
+        elif kind == Ep0EventType.ENABLE:
             self._enabled = True
             await self._configure()
             await self._start_pumps()
-        elif kind in (FfsEventType.DISABLE, FfsEventType.UNBIND):
+        elif kind in (Ep0EventType.DISABLE, Ep0EventType.UNBIND):
             self._enabled = False
             await self._stop_pumps()
-        elif kind == FfsEventType.SUSPEND:
+        elif kind == Ep0EventType.SUSPEND:
             await self._stop_pumps()
-        elif kind == FfsEventType.RESUME and self._enabled:
+        elif kind == Ep0EventType.RESUME and self._enabled:
             await self._start_pumps()
 
     # ---------------------------------------------------------------- control

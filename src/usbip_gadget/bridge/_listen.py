@@ -20,7 +20,7 @@ from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import RemoteDevice, accept_offer, receive_offer, refuse_offer
-from usbip_gadget.gadget import choose_udc, list_udcs
+from usbip_gadget.gadget import Backend, choose_udc, list_udcs
 from usbip_gadget.protocol import DEFAULT_PORT, OpStatus
 
 DEFAULT_LISTEN = "127.0.0.1"
@@ -36,7 +36,7 @@ class ListenOptions:
     name: str = "usbip-gadget"
     depth: int = DEFAULT_DEPTH
     timeout: float = 10.0
-    backend: str = "auto"
+    backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
 
 

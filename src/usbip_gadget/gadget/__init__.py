@@ -1,6 +1,22 @@
-"""The device side: configfs gadgets, FunctionFS descriptors and events, number remapping."""
+"""The device side: the gadget that replays a remote device to the host on this port.
 
-from usbip_gadget._errors import EndpointsExhausted, FunctionFsUnsupported
+One room per kernel interface — ``functionfs/`` (configfs + f_fs) and ``gadgetfs/``
+(legacy/inode.c) — and beside them what both share: the backend protocol the bridge drives
+(``GadgetBackend``, ``GadgetEndpoint``), the ep0 event type, the endpoint file, UDC discovery,
+configfs trees, number remapping, and the choice of backend (``plan_backend``,
+``open_gadget``). The in-memory backend for tests lives in ``usbip_gadget.testing``.
+
+May import the standard library, trio, ``usbip_gadget._errors``, ``_groups`` and ``usb``;
+never ``protocol``, ``client``, ``server``, ``bridge`` or ``cli``. The layers above import
+this package only, never its private modules or its two backends directly.
+"""
+
+from usbip_gadget._errors import (
+    EndpointsExhausted,
+    FunctionFsUnsupported,
+    GadgetFsUnsupported,
+    NoBackend,
+)
 from usbip_gadget.gadget._backend import (
     EndpointShutdown,
     GadgetBackend,
@@ -8,68 +24,61 @@ from usbip_gadget.gadget._backend import (
     PacketReader,
     QueuedWrite,
     one_read_at_a_time,
+    runs,
     write_on_wait,
 )
+from usbip_gadget.gadget._choose import (
+    Backend,
+    BackendPlan,
+    open_gadget,
+    plan_backend,
+    plan_json,
+    render_plan,
+)
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
-from usbip_gadget.gadget._fake import FakeEndpoint, FakeGadget
-from usbip_gadget.gadget._fake_host import FakeHost, HostBabble, HostError, HostStall, HostTimeout
-from usbip_gadget.gadget._ffs_blob import (
-    CALLER_FLAGS,
-    FfsFlag,
-    build_descriptors,
-    build_strings,
-    check_expressible,
+from usbip_gadget.gadget._differences import Difference
+from usbip_gadget.gadget._events import Ep0Event, Ep0EventType
+from usbip_gadget.gadget._remap import (
+    Remap,
     endpoint_addresses,
     interface_numbers,
     string_indexes,
 )
-from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType, pack_event, parse_events
-from usbip_gadget.gadget._functionfs import (
-    MOUNT_ROOT,
-    FfsEndpoint,
-    FunctionFsGadget,
-    open_functionfs_gadget,
-)
-from usbip_gadget.gadget._remap import Remap
-from usbip_gadget.gadget._udc import choose_udc, list_udcs
+from usbip_gadget.gadget._udc import NO_UDC_HINT, choose_udc, list_udcs, udc_driver
+from usbip_gadget.gadget.gadgetfs import KNOWN_ENDPOINT_FILES
 
 __all__ = [
-    "CALLER_FLAGS",
     "GADGET_ROOT",
-    "MOUNT_ROOT",
+    "KNOWN_ENDPOINT_FILES",
+    "NO_UDC_HINT",
+    "Backend",
+    "BackendPlan",
     "ConfigfsGadget",
+    "Difference",
     "EndpointShutdown",
     "EndpointsExhausted",
-    "FakeEndpoint",
-    "FakeGadget",
-    "FakeHost",
-    "FfsEndpoint",
-    "FfsEvent",
-    "FfsEventType",
-    "FfsFlag",
-    "FunctionFsGadget",
+    "Ep0Event",
+    "Ep0EventType",
     "FunctionFsUnsupported",
     "GadgetBackend",
     "GadgetEndpoint",
-    "HostBabble",
-    "HostError",
-    "HostStall",
-    "HostTimeout",
+    "GadgetFsUnsupported",
+    "NoBackend",
     "PacketReader",
     "QueuedWrite",
     "Remap",
-    "build_descriptors",
-    "build_strings",
-    "check_expressible",
     "choose_udc",
     "configfs_error",
     "endpoint_addresses",
     "interface_numbers",
     "list_udcs",
     "one_read_at_a_time",
-    "open_functionfs_gadget",
-    "pack_event",
-    "parse_events",
+    "open_gadget",
+    "plan_backend",
+    "plan_json",
+    "render_plan",
+    "runs",
     "string_indexes",
+    "udc_driver",
     "write_on_wait",
 ]

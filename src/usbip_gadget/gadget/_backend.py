@@ -2,7 +2,7 @@
 
 A backend is a gadget that is already plugged into a USB device controller and replays one
 remote configuration. It reports the host's requests and state changes as ep0 events
-(``FfsEvent``: BIND, UNBIND, ENABLE, DISABLE, SETUP, SUSPEND, RESUME), answers the data
+(``Ep0Event``: BIND, UNBIND, ENABLE, DISABLE, SETUP, SUSPEND, RESUME), answers the data
 stage of the pending SETUP, and gives one ``GadgetEndpoint`` per remote endpoint.
 
 Both the FunctionFS backend and the in-memory ``FakeGadget`` implement it; the bridge is
@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from usbip_gadget._errors import GadgetError
-from usbip_gadget.gadget._ffs_events import FfsEvent
+from usbip_gadget.gadget._events import Ep0Event
 from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.usb import EndpointDescriptor
 
@@ -182,7 +182,7 @@ class GadgetBackend(Protocol):
         """Remote → the numbering of wIndex in SETUP events (``inverse()`` for the way back)."""
         ...
 
-    async def events(self) -> list[FfsEvent]:
+    async def events(self) -> list[Ep0Event]:
         """Wait for the next ep0 events (at least one)."""
         ...
 

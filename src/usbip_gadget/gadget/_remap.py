@@ -24,8 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from usbip_gadget._errors import GadgetError
-from usbip_gadget.gadget._ffs_blob import endpoint_addresses, interface_numbers
-from usbip_gadget.usb import Configuration, DescriptorType, RequestType, SetupPacket
+from usbip_gadget.usb import (
+    Configuration,
+    DescriptorType,
+    InterfaceAssociation,
+    RequestType,
+    SetupPacket,
+)
 
 Pairs = tuple[tuple[int, int], ...]
 
@@ -46,6 +51,28 @@ def _pairs(name: str, mapping: Mapping[int, int]) -> Pairs:
     if len({local for _, local in pairs}) != len(pairs):
         raise GadgetError(f"{name} remap: two remote numbers share one local number")
     return pairs
+
+
+# -- the composite layer's numbering (blob order) -----------------------------------------
+
+
+def interface_numbers(config: Configuration) -> dict[int, int]:
+    """Remote bInterfaceNumber → blob interface number (0..n-1, in order of appearance)."""
+    return {number: index for index, number in enumerate(config.interfaces())}
+
+
+def endpoint_addresses(config: Configuration) -> tuple[int, ...]:
+    """The endpoint addresses in blob order (FunctionFS endpoint files ep1, ep2... follow it)."""
+    return tuple(dict.fromkeys(ep.b_endpoint_address for ep in config.endpoints()))
+
+
+def string_indexes(config: Configuration) -> tuple[int, ...]:
+    """The string indexes the blob refers to (iInterface, iFunction), in order of appearance."""
+    found = (
+        item.i_function if isinstance(item, InterfaceAssociation) else item.i_interface
+        for item in config.body
+    )
+    return tuple(dict.fromkeys(index for index in found if index))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""The USB/IP protocol with no I/O: messages, their wire format, and the connection rules."""
+"""The USB/IP protocol with no I/O: messages, their wire format, and the connection rules.
+
+Bytes in, messages out and back (h11's shape): nothing here reads a socket or imports trio.
+May import the standard library and ``usbip_gadget._errors`` only.
+"""
 
 from usbip_gadget.protocol._codec import SubmitShape, sum_actual
 from usbip_gadget.protocol._connection import CLOSED, NEED_DATA, Connection, Event, Sentinel

@@ -3,6 +3,10 @@
 ``serve`` listens and serves; ``Server`` handles connections (over TCP or any trio stream);
 a ``DeviceSource`` provides the devices: ``PyusbSource`` (libusb-1.0) for real ones, or the
 in-memory ``FakeSource`` for tests.
+
+The device side of USB/IP: may import the standard library, trio, pyusb, ``usbip_gadget._errors``,
+``_groups``, ``_net``, ``protocol`` and ``usb``; never the host controller (``client``), the
+gadget, the bridge or the command line.
 """
 
 from usbip_gadget._errors import ExportError

@@ -12,43 +12,40 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from usbip_gadget._errors import GadgetFsUnsupported, NoBackend
-from usbip_gadget.gadget import GadgetBackend, check_expressible, open_functionfs_gadget
-from usbip_gadget.gadget._ffs_blob import interface_numbers
-from usbip_gadget.gadget._gadgetfs import open_gadgetfs_gadget
-from usbip_gadget.gadget._gadgetfs_layout import (
-    EP0_PACKET,
+from usbip_gadget.gadget._backend import GadgetBackend
+from usbip_gadget.gadget._differences import Difference
+from usbip_gadget.gadget.functionfs import (
+    check_expressible,
+    functionfs_differences,
+    open_functionfs_gadget,
+)
+from usbip_gadget.gadget.gadgetfs import (
     NO_ISOCHRONOUS,
-    USB_2_0,
-    Difference,
-    descriptors,
-    differences,
     gadgetfs_layout,
     gadgetfs_reasons,
     map_endpoints,
+    open_gadgetfs_gadget,
     same_endpoint_addresses,
 )
-from usbip_gadget.gadget._udc import udc_driver
-from usbip_gadget.usb import DescriptorType, DeviceSnapshot
+from usbip_gadget.usb import DeviceSnapshot
 
-BACKENDS = ("auto", "functionfs", "gadgetfs")
 
-# The endpoint files a controller driver offers GadgetFS, for planning before plugging.
-_DUMMY_UDC_FILES = (
-    "ep1in-bulk", "ep2out-bulk", "ep5in-int", "ep6in-bulk", "ep7out-bulk", "ep10in-int",
-    "ep11in-bulk", "ep12out-bulk", "ep15in-int", "ep1out-bulk", "ep2in-bulk",
-    "ep-aout", "ep-bin", "ep-cout", "ep-dout", "ep-ein", "ep-fout", "ep-gin", "ep-hout",
-    "ep-iout", "ep-jin", "ep-kout", "ep-lin", "ep-mout",
-)  # fmt: skip
-KNOWN_ENDPOINT_FILES = {"dummy_udc": _DUMMY_UDC_FILES}
+class Backend(StrEnum):
+    """The kernel interface that replays a device (``--backend``)."""
+
+    AUTO = "auto"  # FunctionFS where it can express the device, else GadgetFS
+    FUNCTIONFS = "functionfs"
+    GADGETFS = "gadgetfs"
 
 
 @dataclass(frozen=True, slots=True)
 class BackendPlan:
     """What ``attach`` would do with a device on a controller."""
 
-    backend: str
+    backend: Backend
     functionfs_refuses: tuple[str, ...]
     gadgetfs_refuses: tuple[str, ...]
     differences: tuple[Difference, ...]
@@ -57,7 +54,7 @@ class BackendPlan:
 
 def plan_backend(
     snapshot: DeviceSnapshot,
-    requested: str = "auto",
+    requested: Backend = Backend.AUTO,
     *,
     endpoint_files: Sequence[str] | None = None,
     driver: str | None = None,
@@ -68,8 +65,7 @@ def plan_backend(
     ``endpoint_files`` are the controller's GadgetFS endpoint names and ``driver`` its kernel
     driver, when known.
     """
-    if requested not in BACKENDS:
-        raise ValueError(f"unknown backend {requested!r}")
+    requested = Backend(requested)
     config = snapshot.configurations[config_index]
     ffs_refuses = check_expressible(config)
     gfs_refuses = gadgetfs_reasons(snapshot, config_index)
@@ -85,63 +81,31 @@ def plan_backend(
             "GadgetFS: endpoint addresses are kept if the controller has matching endpoints "
             "(checked when plugging; this controller's endpoints are not known in advance)"
         )
-    if requested == "functionfs" or (requested == "auto" and not ffs_refuses):
+    if requested is Backend.FUNCTIONFS or (requested is Backend.AUTO and not ffs_refuses):
         if ffs_refuses:
             raise NoBackend("FunctionFS cannot express this device: " + "; ".join(ffs_refuses))
-        found, ffs_notes = _functionfs_differences(snapshot, config_index)
-        return BackendPlan("functionfs", ffs_refuses, gfs_refuses, found, tuple(ffs_notes))
+        found, ffs_notes = functionfs_differences(snapshot, config_index)
+        return BackendPlan(Backend.FUNCTIONFS, ffs_refuses, gfs_refuses, found, tuple(ffs_notes))
     if gfs_refuses:
         why = "; ".join(gfs_refuses)
-        if requested == "gadgetfs":
+        if requested is Backend.GADGETFS:
             raise NoBackend(f"GadgetFS cannot replay this device: {why}")
         raise NoBackend(
             "neither FunctionFS nor GadgetFS can replay this device: "
             + "; ".join((*ffs_refuses, *gfs_refuses))
         )
     layout = gadgetfs_layout(snapshot, slots, config_index)
-    return BackendPlan("gadgetfs", ffs_refuses, (), layout.differences, tuple(notes))
-
-
-def _functionfs_differences(
-    snapshot: DeviceSnapshot, config_index: int
-) -> tuple[tuple[Difference, ...], list[str]]:
-    """What the composite layer changes that can be known before binding."""
-    config = snapshot.configurations[config_index]
-    remote = snapshot.device_raw + snapshot.configurations_raw[config_index]
-    shown = bytearray(remote)
-    notes: dict[int, tuple[str, str]] = {}
-
-    def put(offset: int, value: int, field: str, why: str) -> None:
-        if offset < len(shown):
-            shown[offset] = value
-            notes[offset] = (field, why)
-
-    put(2, USB_2_0 & 0xFF, "bcdUSB", "the composite layer reports USB 2.0 (2.01 with LPM)")
-    put(3, USB_2_0 >> 8, "bcdUSB", "the composite layer reports USB 2.0 (2.01 with LPM)")
-    put(7, EP0_PACKET, "bMaxPacketSize0", "the controller's ep0 packet size")
-    put(17, 1, "bNumConfigurations", "one configuration is replayed")
-    numbers = interface_numbers(config)
-    base = len(snapshot.device_raw)
-    raw = snapshot.configurations_raw[config_index]
-    for at, desc in descriptors(raw):
-        if desc[1] == DescriptorType.INTERFACE and len(desc) > 2:
-            local = numbers.get(desc[2], desc[2])
-            put(base + at + 2, local, "bInterfaceNumber", "the composite layer numbers from 0")
-    found = differences(remote, bytes(shown), notes)
-    return found, [
-        "FunctionFS: string indexes and endpoint addresses are assigned by the kernel when "
-        "the gadget binds (composite string ids, usb_ep_autoconfig); they match the remote's "
-        "only where the kernel's choice coincides"
-    ]
+    return BackendPlan(Backend.GADGETFS, ffs_refuses, (), layout.differences, tuple(notes))
 
 
 @contextlib.asynccontextmanager
 async def open_gadget(
-    snapshot: DeviceSnapshot, backend: str, *, udc: str, name: str
+    snapshot: DeviceSnapshot, backend: Backend, *, udc: str, name: str
 ) -> AsyncIterator[GadgetBackend]:
     """Plug ``snapshot`` with ``backend`` (``auto`` resolved); unplug on exit."""
-    chosen = plan_backend(snapshot, backend).backend if backend == "auto" else backend
-    if chosen == "gadgetfs":
+    backend = Backend(backend)
+    chosen = plan_backend(snapshot, backend).backend if backend is Backend.AUTO else backend
+    if chosen is Backend.GADGETFS:
         async with open_gadgetfs_gadget(snapshot, udc=udc) as gfs:
             yield gfs
     else:
@@ -151,8 +115,8 @@ async def open_gadget(
 
 def render_plan(plan: BackendPlan) -> list[str]:
     """The plan as lines of text for the user."""
-    lines = [f"backend: {plan.backend}"]
-    if plan.backend == "gadgetfs" and plan.functionfs_refuses:
+    lines = [f"backend: {plan.backend.value}"]
+    if plan.backend is Backend.GADGETFS and plan.functionfs_refuses:
         lines.append("FunctionFS cannot express it:")
         lines += [f"  {reason}" for reason in plan.functionfs_refuses]
     if plan.differences:
@@ -170,7 +134,7 @@ def render_plan(plan: BackendPlan) -> list[str]:
 def plan_json(plan: BackendPlan) -> dict[str, object]:
     """The plan as a JSON-ready object."""
     return {
-        "backend": plan.backend,
+        "backend": plan.backend.value,
         "functionfs_refuses": list(plan.functionfs_refuses),
         "gadgetfs_refuses": list(plan.gadgetfs_refuses),
         "differences": [
@@ -186,16 +150,3 @@ def plan_json(plan: BackendPlan) -> dict[str, object]:
         "notes": list(plan.notes),
         "refused": None,
     }
-
-
-__all__ = [
-    "BACKENDS",
-    "KNOWN_ENDPOINT_FILES",
-    "BackendPlan",
-    "NoBackend",
-    "open_gadget",
-    "plan_backend",
-    "plan_json",
-    "render_plan",
-    "udc_driver",
-]

@@ -30,7 +30,6 @@ no event), and I/O the wrong way stalls (EL2HLT). EIDRM means the host replaced 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import struct
@@ -44,17 +43,17 @@ import trio
 from usbip_gadget._errors import GadgetError
 from usbip_gadget._groups import collapse_single
 from usbip_gadget.gadget._blocking import Outstanding, install_interrupt_handler, libc_read
-from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
-from usbip_gadget.gadget._functionfs import MOUNT_ROOT, FfsEndpoint
-from usbip_gadget.gadget._gadgetfs_layout import (
+from usbip_gadget.gadget._endpoint_file import EndpointFile
+from usbip_gadget.gadget._events import Ep0Event, Ep0EventType
+from usbip_gadget.gadget._kernel import MOUNT_ROOT, SHUTDOWN_ERRNOS, mount_filesystem, unmount
+from usbip_gadget.gadget._remap import Remap
+from usbip_gadget.gadget._udc import SYSFS_CLASS_UDC, list_udcs, udc_driver, udc_is_free
+from usbip_gadget.gadget.gadgetfs._endpoints import (
     NO_ISOCHRONOUS,
-    GadgetFsLayout,
-    gadgetfs_layout,
     map_endpoints,
     same_endpoint_addresses,
 )
-from usbip_gadget.gadget._remap import Remap
-from usbip_gadget.gadget._udc import SYSFS_CLASS_UDC, list_udcs, udc_driver, udc_is_free
+from usbip_gadget.gadget.gadgetfs._layout import GadgetFsLayout, gadgetfs_layout
 from usbip_gadget.usb import (
     Configuration,
     DeviceSnapshot,
@@ -68,16 +67,10 @@ from usbip_gadget.usb import (
 _EVENT = struct.Struct("<8sI")  # union {setup; speed}, type (struct usb_gadgetfs_event)
 _EVENT_BATCH = 5  # GadgetFS queues at most five events
 _CONNECT, _DISCONNECT, _SETUP, _SUSPEND = 1, 2, 3, 4
-_MNT_DETACH = 2
 _OPEN_RETRY_S = 0.01
 _OPEN_PATIENCE_S = 2.0  # a closed endpoint file is released once its last request is reaped
 OUT_DATA_PATIENCE_S = 5.0  # the host's own control timeout
-_SHUTDOWN = {errno.ESHUTDOWN, errno.ENODEV, errno.ECONNRESET}
 _HINT = "is gadgetfs available? (modprobe gadgetfs)"
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
 
 
 class HostGone(GadgetError):
@@ -101,8 +94,8 @@ def _mounted(mount_root: Path) -> Iterator[Path]:
         return
     target = mount_root / "gadgetfs"
     target.mkdir(parents=True, exist_ok=True)
-    if _libc().mount(b"gadgetfs", bytes(target), b"gadgetfs", 0, None) != 0:
-        code = ctypes.get_errno()
+    code = mount_filesystem("gadgetfs", target, "gadgetfs")
+    if code:
         with contextlib.suppress(OSError):
             target.rmdir()
         why = "no free USB device controller" if code == errno.ENODEV else os.strerror(code)
@@ -110,7 +103,7 @@ def _mounted(mount_root: Path) -> Iterator[Path]:
     try:
         yield target
     finally:
-        _libc().umount2(bytes(target), _MNT_DETACH)
+        unmount(target)
         with contextlib.suppress(OSError):
             target.rmdir()
 
@@ -148,7 +141,7 @@ class GadgetFsGadget:
         self._mount = mount
         self._config = config
         self._layout = layout
-        self._open: dict[int, FfsEndpoint] = {}  # remote address → open endpoint
+        self._open: dict[int, EndpointFile] = {}  # remote address → open endpoint
         self._alts: dict[int, int] = {}  # interface → alternate setting in use
         self._setup: SetupPacket | None = None
         self._out_data: bytes | None = None
@@ -157,13 +150,13 @@ class GadgetFsGadget:
         self._nursery: trio.Nursery | None = None
         self._prefetch: trio.CancelScope | None = None
         self._prefetched = trio.Event()
-        self._then: list[Callable[[], Awaitable[list[FfsEvent]]]] = []
+        self._then: list[Callable[[], Awaitable[list[Ep0Event]]]] = []
         self._ep0_remap = Remap.build(
             endpoints={a: s.local for a, s in layout.slots.items() if a != s.local}
         )
 
     @property
-    def endpoints(self) -> Sequence[FfsEndpoint]:
+    def endpoints(self) -> Sequence[EndpointFile]:
         return tuple(self._open.values())
 
     @property
@@ -172,7 +165,7 @@ class GadgetFsGadget:
 
     # ------------------------------------------------------------------ events
 
-    async def events(self) -> list[FfsEvent]:
+    async def events(self) -> list[Ep0Event]:
         await self._stop_prefetch()
         while self._then:
             follow_up = await self._then.pop(0)()
@@ -298,7 +291,7 @@ class GadgetFsGadget:
                 # way it is dropped without touching ep0 again.
                 event.lost = True
 
-    async def _translate(self, event: _Event) -> list[FfsEvent]:
+    async def _translate(self, event: _Event) -> list[Ep0Event]:
         setup_bytes, kind = event.setup_bytes, event.kind
         self._out_data = None
         if kind in (_CONNECT, _DISCONNECT):
@@ -330,25 +323,25 @@ class GadgetFsGadget:
             Request.SET_INTERFACE,
         ) and self._alts:
             self._then.append(self._resume)
-            return [FfsEvent(FfsEventType.SUSPEND), FfsEvent(FfsEventType.SETUP, setup)]
-        return [FfsEvent(FfsEventType.SETUP, setup)]
+            return [Ep0Event(Ep0EventType.SUSPEND), Ep0Event(Ep0EventType.SETUP, setup)]
+        return [Ep0Event(Ep0EventType.SETUP, setup)]
 
-    def _disable(self, then: Callable[[], Awaitable[list[FfsEvent]]] | None) -> list[FfsEvent]:
+    def _disable(self, then: Callable[[], Awaitable[list[Ep0Event]]] | None) -> list[Ep0Event]:
         if not self._alts:
             return []
         self._then.append(self._close_all)
         if then is not None:
             self._then.append(then)
-        return [FfsEvent(FfsEventType.DISABLE)]
+        return [Ep0Event(Ep0EventType.DISABLE)]
 
-    async def _close_all(self) -> list[FfsEvent]:
+    async def _close_all(self) -> list[Ep0Event]:
         await trio.lowlevel.checkpoint()
         self.close_endpoints()
         self._alts.clear()
         return []
 
-    async def _set_configuration(self, value: int) -> list[FfsEvent]:
-        async def configure() -> list[FfsEvent]:
+    async def _set_configuration(self, value: int) -> list[Ep0Event]:
+        async def configure() -> list[Ep0Event]:
             if value == 0:
                 self._ack()
                 return []
@@ -361,19 +354,19 @@ class GadgetFsGadget:
                 self._alts.clear()
                 return []
             self._then.append(self._ack_later)
-            return [FfsEvent(FfsEventType.ENABLE)]
+            return [Ep0Event(Ep0EventType.ENABLE)]
 
         disabled = self._disable(then=configure)
         return disabled or await configure()
 
-    async def _ack_later(self) -> list[FfsEvent]:
+    async def _ack_later(self) -> list[Ep0Event]:
         await trio.lowlevel.checkpoint()
         self._ack()
         return []
 
-    async def _resume(self) -> list[FfsEvent]:
+    async def _resume(self) -> list[Ep0Event]:
         await trio.lowlevel.checkpoint()
-        return [FfsEvent(FfsEventType.RESUME)] if self._alts else []
+        return [Ep0Event(Ep0EventType.RESUME)] if self._alts else []
 
     def _abandon(self, setup: SetupPacket) -> None:
         """End the SETUP state of a request the host has seen fail already."""
@@ -402,7 +395,7 @@ class GadgetFsGadget:
             self._open[ep.b_endpoint_address] = await self._open_endpoint(ep)
         self._alts[number] = alt.b_alternate_setting
 
-    async def _open_endpoint(self, ep: EndpointDescriptor) -> FfsEndpoint:
+    async def _open_endpoint(self, ep: EndpointDescriptor) -> EndpointFile:
         slot = self._layout.slots[ep.b_endpoint_address]
         path = self._mount / slot.file
         deadline = trio.current_time() + _OPEN_PATIENCE_S
@@ -419,13 +412,13 @@ class GadgetFsGadget:
             os.write(fd, config)
         except OSError as exc:
             os.close(fd)
-            if exc.errno in _SHUTDOWN:
+            if exc.errno in SHUTDOWN_ERRNOS:
                 raise HostGone(f"{path}: the host went away ({exc.strerror})") from None
             raise GadgetError(
                 f"the controller refused endpoint 0x{slot.local:02x} on {slot.file} "
                 f"({ep.transfer_type.name.lower()}, {ep.max_packet_size} bytes): {exc.strerror}"
             ) from None
-        return FfsEndpoint(fd, ep, path)
+        return EndpointFile(fd, ep, path)
 
     async def _switch(self, number: int, value: int) -> None:
         alts = {a.b_alternate_setting: a for a in self._config.interfaces().get(number, ())}

@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from enum import IntFlag
 
 from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
+from usbip_gadget.gadget._remap import interface_numbers, string_indexes
+from usbip_gadget.gadget._speeds import as_full_speed, as_high_speed, is_periodic
 from usbip_gadget.usb import (
     LANG_ID_US_ENGLISH,
     Configuration,
@@ -38,7 +40,6 @@ from usbip_gadget.usb import (
     InterfaceDescriptor,
     RawDescriptor,
     Speed,
-    TransferType,
     class_name,
 )
 
@@ -141,74 +142,12 @@ def _endpoint_reasons(config: Configuration) -> Iterator[str]:
         )
 
 
-# -- numbering ---------------------------------------------------------------------------
-
-
-def interface_numbers(config: Configuration) -> dict[int, int]:
-    """Remote bInterfaceNumber → blob interface number (0..n-1, in order of appearance)."""
-    return {number: index for index, number in enumerate(config.interfaces())}
-
-
-def endpoint_addresses(config: Configuration) -> tuple[int, ...]:
-    """The endpoint addresses in blob order (FunctionFS endpoint files ep1, ep2... follow it)."""
-    return tuple(dict.fromkeys(ep.b_endpoint_address for ep in config.endpoints()))
-
-
-def string_indexes(config: Configuration) -> tuple[int, ...]:
-    """The string indexes the blob refers to (iInterface, iFunction), in order of appearance."""
-    found = (
-        item.i_function if isinstance(item, InterfaceAssociation) else item.i_interface
-        for item in config.body
-    )
-    return tuple(dict.fromkeys(index for index in found if index))
-
-
-# -- endpoint speed conversions ------------------------------------------------------------
-
-
-def _periodic(ep: EndpointDescriptor) -> bool:
-    return ep.transfer_type in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS)
-
-
-def as_high_speed(ep: EndpointDescriptor, speed: Speed) -> EndpointDescriptor:
-    """The endpoint as a high-speed device would describe it."""
-    if ep.transfer_type == TransferType.BULK and speed != Speed.HIGH:
-        return dataclasses.replace(ep, w_max_packet_size=512)
-    if speed >= Speed.SUPER and _periodic(ep):
-        return dataclasses.replace(ep, w_max_packet_size=min(ep.max_packet_size, 1024))
-    if speed in (Speed.LOW, Speed.FULL) and ep.transfer_type == TransferType.INTERRUPT:
-        # bInterval in frames → exponent of a period in microframes (USB 2.0 §9.6.6).
-        exponent = min(16, (ep.b_interval * 8).bit_length())
-        return dataclasses.replace(ep, b_interval=exponent)
-    if speed in (Speed.LOW, Speed.FULL) and ep.transfer_type == TransferType.ISOCHRONOUS:
-        return dataclasses.replace(ep, b_interval=min(16, max(1, ep.b_interval) + 3))
-    return ep
-
-
-def as_full_speed(ep: EndpointDescriptor) -> EndpointDescriptor:
-    """A high-speed endpoint as a full-speed device would describe it."""
-    if ep.transfer_type == TransferType.BULK:
-        return dataclasses.replace(ep, w_max_packet_size=64)
-    exponent = max(1, min(16, ep.b_interval))
-    if ep.transfer_type == TransferType.INTERRUPT:
-        # 2^(e-1) microframes → frames, at least 1 and at most 255.
-        frames = max(1, min(255, (1 << (exponent - 1)) // 8))
-        return dataclasses.replace(
-            ep, w_max_packet_size=min(ep.max_packet_size, 64), b_interval=frames
-        )
-    if ep.transfer_type == TransferType.ISOCHRONOUS:
-        return dataclasses.replace(
-            ep, w_max_packet_size=min(ep.max_packet_size, 1023), b_interval=max(1, exponent - 3)
-        )
-    return ep
-
-
 def _companion(ep: EndpointDescriptor) -> bytes:
     """The remote's SuperSpeed endpoint companion, or a default one (USB 3.2 §9.6.7)."""
     for raw in ep.extra:
         if raw.b_descriptor_type == DescriptorType.SS_ENDPOINT_COMPANION:
             return raw.pack()
-    per_interval = ep.max_packet_size if _periodic(ep) else 0
+    per_interval = ep.max_packet_size if is_periodic(ep) else 0
     return _SS_COMPANION.pack(6, DescriptorType.SS_ENDPOINT_COMPANION, 0, 0, per_interval)
 
 

@@ -27,15 +27,19 @@ from dataclasses import dataclass
 import trio
 
 from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
-from usbip_gadget.gadget._backend import (
+from usbip_gadget.gadget import (
     EndpointShutdown,
+    Ep0Event,
+    Ep0EventType,
     PacketReader,
     QueuedWrite,
+    Remap,
     one_read_at_a_time,
     runs,
     write_on_wait,
 )
-from usbip_gadget.gadget._fake_host import (
+from usbip_gadget.gadget.functionfs import check_expressible
+from usbip_gadget.testing._host import (
     DEFAULT_HOST_TIMEOUT,
     Control,
     FakeHost,
@@ -45,19 +49,16 @@ from usbip_gadget.gadget._fake_host import (
     HostTimeout,
     host_view,
 )
-from usbip_gadget.gadget._ffs_blob import check_expressible
-from usbip_gadget.gadget._ffs_events import FfsEvent, FfsEventType
-from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.usb import Configuration, DeviceSnapshot, EndpointDescriptor, TransferType
 
-_PM_EVENTS = (FfsEventType.SUSPEND, FfsEventType.RESUME)
+_PM_EVENTS = (Ep0EventType.SUSPEND, Ep0EventType.RESUME)
 
 
-def _survives(old: FfsEventType, new: FfsEventType) -> bool:
+def _survives(old: Ep0EventType, new: Ep0EventType) -> bool:
     """Whether an unread ``old`` event stays queued when ``new`` arrives (__ffs_event_add)."""
-    if new in (FfsEventType.SETUP, FfsEventType.SUSPEND):
+    if new in (Ep0EventType.SETUP, Ep0EventType.SUSPEND):
         return old != new
-    if new == FfsEventType.RESUME:
+    if new == Ep0EventType.RESUME:
         return old not in _PM_EVENTS
     return old in _PM_EVENTS
 
@@ -358,7 +359,7 @@ class FakeGadget:
         self.configuration: Configuration = config
         self._endpoints = tuple(FakeEndpoint(ep, aio=aio) for ep in config.endpoints())
         self._ep0_remap = Remap.for_ep0_events(config, virtual_addr=True)
-        self._queue: list[FfsEvent] = []
+        self._queue: list[Ep0Event] = []
         self._queued_setup: Control | None = None  # the transfer of the SETUP in _queue
         self._pending: Control | None = None  # read by events(), awaiting its data stage
         self._cancelled = False
@@ -383,7 +384,7 @@ class FakeGadget:
         return self._ep0_remap
 
     @property
-    def queued_events(self) -> tuple[FfsEvent, ...]:
+    def queued_events(self) -> tuple[Ep0Event, ...]:
         """The events ``events()`` would return now (for tests)."""
         return tuple(self._queue)
 
@@ -400,7 +401,7 @@ class FakeGadget:
 
     # -- ep0 -------------------------------------------------------------------------------
 
-    async def events(self) -> list[FfsEvent]:
+    async def events(self) -> list[Ep0Event]:
         """Wait for events and return all those queued (at least one)."""
         await trio.lowlevel.checkpoint()
         if self._pending is not None:
@@ -409,7 +410,7 @@ class FakeGadget:
         while not self._queue:
             await self._lot.park()
         events, self._queue = self._queue, []
-        if any(event.type == FfsEventType.SETUP for event in events):
+        if any(event.type == Ep0EventType.SETUP for event in events):
             self._pending, self._queued_setup = self._queued_setup, None
         return events
 
@@ -451,17 +452,17 @@ class FakeGadget:
 
     # -- the function as composite.c drives it (FakeHost) ---------------------------------
 
-    def _add_event(self, kind: FfsEventType, control: Control | None = None) -> None:
+    def _add_event(self, kind: Ep0EventType, control: Control | None = None) -> None:
         """__ffs_event_add: cancel the pending SETUP, merge the queue, wake ``events()``."""
         if self._pending is not None:
             self._pending.finish(HostError(f"control transfer aborted by {kind.name}"))
             self._pending, self._cancelled = None, True
         self._queue = [event for event in self._queue if _survives(event.type, kind)]
-        kept = any(event.type == FfsEventType.SETUP for event in self._queue)
+        kept = any(event.type == Ep0EventType.SETUP for event in self._queue)
         if self._queued_setup is not None and not kept:
             self._queued_setup.finish(HostError(f"SETUP dropped for {kind.name}"))
             self._queued_setup = None
-        self._queue.append(FfsEvent(kind, None if control is None else control.setup))
+        self._queue.append(Ep0Event(kind, None if control is None else control.setup))
         if control is not None:
             self._queued_setup = control
         self._lot.unpark_all()
@@ -471,13 +472,13 @@ class FakeGadget:
         for endpoint in self._endpoints:
             endpoint._disable()
             endpoint._enable()
-        self._add_event(FfsEventType.ENABLE)
+        self._add_event(Ep0EventType.ENABLE)
 
     def _disable_function(self) -> None:
         """ffs_func_disable: endpoints disabled, then DISABLE."""
         for endpoint in self._endpoints:
             endpoint._disable()
-        self._add_event(FfsEventType.DISABLE)
+        self._add_event(Ep0EventType.DISABLE)
 
 
 __all__ = [

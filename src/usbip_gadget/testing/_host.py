@@ -24,9 +24,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from usbip_gadget._errors import UsbipGadgetError
-from usbip_gadget.gadget._ffs_blob import endpoint_addresses, interface_numbers, string_indexes
-from usbip_gadget.gadget._ffs_events import FfsEventType
-from usbip_gadget.gadget._remap import Remap
+from usbip_gadget.gadget import (
+    Ep0EventType,
+    Remap,
+    endpoint_addresses,
+    interface_numbers,
+    string_indexes,
+)
 from usbip_gadget.usb import (
     LANG_ID_US_ENGLISH,
     Configuration,
@@ -43,7 +47,7 @@ from usbip_gadget.usb import (
 )
 
 if TYPE_CHECKING:
-    from usbip_gadget.gadget._fake import FakeEndpoint, FakeGadget
+    from usbip_gadget.testing._gadget import FakeEndpoint, FakeGadget
 
 DEFAULT_HOST_TIMEOUT = 5.0
 EP0_MAX_PACKET = 64
@@ -204,7 +208,7 @@ class FakeHost:
         """Plug in: bind the function to the UDC if it is not (BIND), then attach."""
         if not self._bound:
             self._bound = True
-            self._gadget._add_event(FfsEventType.BIND)
+            self._gadget._add_event(Ep0EventType.BIND)
         self.attached = True
         self.address = 0
 
@@ -222,21 +226,21 @@ class FakeHost:
             self.disconnect()
         if self._bound:
             self._bound = False
-            self._gadget._add_event(FfsEventType.UNBIND)
+            self._gadget._add_event(Ep0EventType.UNBIND)
 
     def suspend(self) -> None:
         """Bus suspend: SUSPEND, only when configured (composite_suspend)."""
         self._check_attached()
         self.suspended = True
         if self.configuration:
-            self._gadget._add_event(FfsEventType.SUSPEND)
+            self._gadget._add_event(Ep0EventType.SUSPEND)
 
     def resume(self) -> None:
         """Bus resume: RESUME, only when configured (composite_resume)."""
         self._check_attached()
         self.suspended = False
         if self.configuration:
-            self._gadget._add_event(FfsEventType.RESUME)
+            self._gadget._add_event(Ep0EventType.RESUME)
 
     def clear_halt(self, address: int) -> None:
         """The UDC handling CLEAR_FEATURE(ENDPOINT_HALT) on ``address``."""
@@ -293,7 +297,7 @@ class FakeHost:
         if event_setup is None:
             raise HostStall(f"no function claims {setup}")
         control = self._control = Control(event_setup, data)
-        self._gadget._add_event(FfsEventType.SETUP, control)
+        self._gadget._add_event(Ep0EventType.SETUP, control)
         try:
             with trio.move_on_after(self.timeout):
                 await control.done.wait()

@@ -1,0 +1,209 @@
+"""What a GadgetFS gadget shows the host, computed without a kernel.
+
+GadgetFS (drivers/usb/gadget/legacy/inode.c) takes, in one write to its ep0 file, the tag 0,
+a full-speed configuration, a high-speed configuration and the device descriptor, and serves
+them to the host as written, except for what it forces:
+
+- ``bcdUSB`` becomes 0x0200 when the descriptors are written;
+- ``bMaxPacketSize0`` becomes the controller's ep0 packet size on every GET_DESCRIPTOR(DEVICE)
+  (64 on the high-speed controllers it runs on);
+- there is one configuration (``bNumConfigurations`` must be 1, index 1 and up stall);
+- a configuration offering remote wakeup (bmAttributes bit 5) is refused, as it cannot
+  signal one;
+- every control IN answer, the configuration descriptor included, is cut to 256 bytes when
+  the host asks for more (RBUF_SIZE; OUT data stages over 256 bytes are stalled).
+
+Which controller endpoint file carries which remote endpoint is ``_endpoints``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from usbip_gadget._errors import GadgetFsUnsupported
+from usbip_gadget.gadget._differences import (
+    EP0_PACKET,
+    USB_2_0,
+    Difference,
+    Patched,
+    descriptors,
+    differences,
+)
+from usbip_gadget.gadget._speeds import as_full_speed, as_high_speed
+from usbip_gadget.gadget.gadgetfs._endpoints import EndpointSlot
+from usbip_gadget.usb import (
+    DescriptorType,
+    DeviceSnapshot,
+    EndpointDescriptor,
+    Speed,
+)
+
+TAG_DESCRIPTORS = 0
+TAG_ENDPOINT = 1
+CONTROL_LIMIT = 256  # RBUF_SIZE: the most a GadgetFS control IN answer carries
+WRITE_LIMIT = 16384  # the largest descriptor write ep0 takes (4 pages)
+REMOTE_WAKEUP = 0x20
+_U32 = struct.Struct("<I")
+_ENDPOINT_SIZE = 7
+
+
+# -- descriptors ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GadgetFsLayout:
+    """The bytes GadgetFS is given, and what a high-speed host reads from it."""
+
+    device: bytes  # as the host reads it
+    full_speed: bytes  # configuration for a full-speed link
+    high_speed: bytes  # configuration for a high-speed link (what the host reads)
+    slots: Mapping[int, EndpointSlot]
+    differences: tuple[Difference, ...]
+    speed: Speed = Speed.HIGH  # the remote's
+
+    def blob(self) -> bytes:
+        """The ep0 write: tag 0, the full- and high-speed configurations, the device."""
+        return _U32.pack(TAG_DESCRIPTORS) + self.full_speed + self.high_speed + self.device
+
+    def endpoint_config(self, remote: EndpointDescriptor) -> bytes:
+        """The write that configures ``remote``'s file: tag 1, then its full- and high-speed
+        descriptors (of the alternate setting it belongs to, at its local address)."""
+        local = dataclasses.replace(
+            remote, b_endpoint_address=self.slots[remote.b_endpoint_address].local, extra=()
+        )
+        if self.speed == Speed.HIGH:
+            full, high = as_full_speed(local), local
+        elif self.speed in (Speed.LOW, Speed.FULL):
+            full, high = local, as_high_speed(local, self.speed)
+        else:
+            high = as_high_speed(local, self.speed)
+            full = as_full_speed(high)
+        return _U32.pack(TAG_ENDPOINT) + _seven(full) + _seven(high)
+
+
+def _seven(ep: EndpointDescriptor) -> bytes:
+    """The 7-byte form GadgetFS takes (an audio endpoint's two extra bytes dropped)."""
+    return bytes([_ENDPOINT_SIZE]) + ep.pack()[1:_ENDPOINT_SIZE]
+
+
+def gadgetfs_reasons(snapshot: DeviceSnapshot, config_index: int = 0) -> tuple[str, ...]:
+    """One line per thing GadgetFS cannot replay (the controller's endpoints aside)."""
+    raw = snapshot.configurations_raw[config_index]
+    reasons = []
+    if len(raw) > CONTROL_LIMIT:
+        reasons.append(
+            f"its configuration descriptor is {len(raw)} bytes and GadgetFS answers a control "
+            f"request with at most {CONTROL_LIMIT}"
+        )
+    for (value, interface), report in sorted(snapshot.hid_reports.items()):
+        if value == snapshot.configurations[config_index].b_configuration_value and (
+            len(report) > CONTROL_LIMIT
+        ):
+            reasons.append(
+                f"interface {interface}: HID report descriptor of {len(report)} bytes, over "
+                f"GadgetFS's {CONTROL_LIMIT}-byte control answers"
+            )
+    if 4 + 2 * len(raw) + 18 > WRITE_LIMIT:
+        reasons.append(f"descriptors over the {WRITE_LIMIT}-byte GadgetFS limit")
+    return tuple(reasons)
+
+
+def gadgetfs_layout(
+    snapshot: DeviceSnapshot, slots: Mapping[int, EndpointSlot], config_index: int = 0
+) -> GadgetFsLayout:
+    """The descriptors for GadgetFS and the differences a high-speed host will see."""
+    reasons = gadgetfs_reasons(snapshot, config_index)
+    if reasons:
+        raise GadgetFsUnsupported(reasons)
+    device = _device(snapshot.device_raw)
+    raw = snapshot.configurations_raw[config_index]
+    base = len(snapshot.device_raw)
+    if snapshot.speed == Speed.HIGH:
+        high = _config(raw, base, slots, None, "")
+        full = _config(raw, base, slots, as_full_speed, "")
+    elif snapshot.speed in (Speed.LOW, Speed.FULL):
+        full = _config(raw, base, slots, None, "")
+        high = _config(
+            raw,
+            base,
+            slots,
+            lambda ep: as_high_speed(ep, snapshot.speed),
+            "a full-speed device is offered at high speed too (GadgetFS needs both)",
+        )
+    else:
+        high = _config(
+            raw,
+            base,
+            slots,
+            lambda ep: as_high_speed(ep, snapshot.speed),
+            "GadgetFS runs at high speed at most",
+        )
+        full = _config(
+            raw, base, slots, lambda ep: as_full_speed(as_high_speed(ep, snapshot.speed)), ""
+        )
+    remote = snapshot.device_raw + raw
+    shown = bytes(device.data) + bytes(high.data)
+    notes = {**device.notes, **{base + k: v for k, v in high.notes.items()}}
+    return GadgetFsLayout(
+        device=bytes(device.data),
+        full_speed=bytes(full.data),
+        high_speed=bytes(high.data),
+        slots=slots,
+        differences=differences(remote, shown, notes),
+        speed=snapshot.speed,
+    )
+
+
+def _device(raw: bytes) -> Patched:
+    device = Patched(raw, 0)
+    device.set_u16(2, USB_2_0, "bcdUSB", "GadgetFS reports USB 2.0")
+    device.set(
+        7, EP0_PACKET, "bMaxPacketSize0", "the controller's ep0 packet size (GadgetFS sets it)"
+    )
+    device.set(17, 1, "bNumConfigurations", "GadgetFS offers one configuration")
+    return device
+
+
+def _config(
+    raw: bytes,
+    base: int,
+    slots: Mapping[int, EndpointSlot],
+    convert: Callable[[EndpointDescriptor], EndpointDescriptor] | None,
+    why: str,
+) -> Patched:
+    """``raw`` with its endpoints moved to their slots and, with ``convert``, re-sped."""
+    kept = bytearray()
+    for _at, desc in descriptors(raw):
+        if convert is not None and desc[1] == DescriptorType.SS_ENDPOINT_COMPANION:
+            continue  # no SuperSpeed at GadgetFS's speeds
+        kept += desc
+    out = Patched(bytes(kept), base)
+    out.set_u16(2, len(kept), "wTotalLength", why or "SuperSpeed companions dropped")
+    if len(out.data) > 7:
+        out.set(
+            7,
+            out.data[7] & ~REMOTE_WAKEUP,
+            "bmAttributes",
+            "remote wakeup cleared: GadgetFS refuses it (it cannot signal one)",
+        )
+    for at, desc in descriptors(bytes(out.data)):
+        if desc[1] != DescriptorType.ENDPOINT or len(desc) < _ENDPOINT_SIZE:
+            continue
+        ep = EndpointDescriptor.parse(bytes([_ENDPOINT_SIZE]) + desc[1:_ENDPOINT_SIZE])
+        slot = slots.get(ep.b_endpoint_address)
+        name = f"endpoint 0x{ep.b_endpoint_address:02x}"
+        if slot is not None:
+            out.set(
+                at + 2,
+                slot.local,
+                f"{name} bEndpointAddress",
+                f"the controller has no free endpoint {ep.number} of this kind ({slot.file} used)",
+            )
+        if convert is not None:
+            moved = convert(ep)
+            out.set_u16(at + 4, moved.w_max_packet_size, f"{name} wMaxPacketSize", why)
+            out.set(at + 6, moved.b_interval, f"{name} bInterval", why)
+    return out
