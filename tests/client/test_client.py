@@ -24,7 +24,7 @@ from usbip_gadget.protocol import (
     RetSubmit,
     RetUnlink,
 )
-from usbip_gadget.protocol._codec import pack_urb
+from usbip_gadget.protocol._urb_codec import pack_urb
 from usbip_gadget.usb import DescriptorType, Request, SetupPacket, Speed
 
 pytestmark = pytest.mark.timeout(30)

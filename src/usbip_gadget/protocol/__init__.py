@@ -4,7 +4,6 @@ Bytes in, messages out and back (h11's shape): nothing here reads a socket or im
 May import the standard library and ``usbip_gadget._errors`` only.
 """
 
-from usbip_gadget.protocol._codec import SubmitShape, sum_actual
 from usbip_gadget.protocol._connection import CLOSED, NEED_DATA, Connection, Event, Sentinel
 from usbip_gadget.protocol._constants import (
     DEFAULT_MAX_TRANSFER,
@@ -41,6 +40,7 @@ from usbip_gadget.protocol._messages import (
     is_iso_count,
 )
 from usbip_gadget.protocol._state import Phase, Role
+from usbip_gadget.protocol._urb_codec import SubmitShape, sum_actual
 
 __all__ = [
     "CLOSED",

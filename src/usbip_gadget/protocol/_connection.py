@@ -5,15 +5,6 @@ from __future__ import annotations
 from typing import Final
 
 from usbip_gadget._errors import RemoteProtocolError
-from usbip_gadget.protocol._codec import (
-    pack_op,
-    pack_urb,
-    parse_cmd,
-    parse_op,
-    parse_ret,
-    peek_op_code,
-    ret_length,
-)
 from usbip_gadget.protocol._constants import (
     DEFAULT_MAX_TRANSFER,
     URB_HEADER_SIZE,
@@ -26,7 +17,9 @@ from usbip_gadget.protocol._messages import (
     RetSubmit,
     RetUnlink,
 )
+from usbip_gadget.protocol._op_codec import pack_op, parse_op, peek_op_code
 from usbip_gadget.protocol._state import ConnectionState, Phase, Role
+from usbip_gadget.protocol._urb_codec import pack_urb, parse_cmd, parse_ret, ret_length
 
 
 class Sentinel:

@@ -14,7 +14,6 @@ from collections import OrderedDict
 from enum import Enum, auto
 
 from usbip_gadget._errors import LocalProtocolError, RemoteProtocolError
-from usbip_gadget.protocol._codec import SubmitShape
 from usbip_gadget.protocol._constants import OpCode, OpStatus
 from usbip_gadget.protocol._messages import (
     CmdSubmit,
@@ -31,6 +30,7 @@ from usbip_gadget.protocol._messages import (
     UnexportReply,
     UnexportRequest,
 )
+from usbip_gadget.protocol._urb_codec import SubmitShape
 
 #: How many unlinked seqnums are remembered so that a late RET_SUBMIT can be dropped.
 _UNLINKED_MEMORY = 4096
