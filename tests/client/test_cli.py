@@ -142,7 +142,7 @@ def test_bad_timeout_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[
 
 
 def test_network_text_cannot_drive_the_terminal() -> None:
-    from usbip_gadget.cli import _printable
+    from usbip_gadget.cli._commands import _printable
 
     assert _printable("Disk\x1b[2J\x07\nok") == "Disk\\x1b[2J\\x07\nok"
 

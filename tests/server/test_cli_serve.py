@@ -9,7 +9,9 @@ import pytest
 import trio
 
 from tests.server.harness import RawClient, disk
-from usbip_gadget.cli import _parser, _serve_until_signal, main
+from usbip_gadget.cli import main
+from usbip_gadget.cli._commands import _serve_until_signal
+from usbip_gadget.cli._parser import build_parser
 from usbip_gadget.server import FakeSource, Selection
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,7 +41,7 @@ def test_usage_errors_are_one_line_with_exit_2(
 
 
 def test_defaults_are_loopback_and_the_usbip_port() -> None:
-    args = _parser().parse_args(["serve", "--allow", "1d6b:104", "--allow", "0781:5567"])
+    args = build_parser().parse_args(["serve", "--allow", "1d6b:104", "--allow", "0781:5567"])
     assert (args.bind, args.port) == ("127.0.0.1", 3240)
     assert args.allow == [(0x1D6B, 0x0104), (0x0781, 0x5567)]
 

@@ -303,7 +303,8 @@ BASELINE_SRC = TOOLS.parents[1] / "build" / "baseline" / "src"
 
 def baseline_src() -> Path | None:
     """The earlier revision's ``src``, if the bench was given one."""
-    return BASELINE_SRC if (BASELINE_SRC / "usbip_gadget" / "cli.py").is_file() else None
+    package = BASELINE_SRC / "usbip_gadget"
+    return BASELINE_SRC if (package / "__init__.py").is_file() else None
 
 
 def bridge_argv(

@@ -1,0 +1,229 @@
+"""The commands: each turns its parsed arguments into one call of the layers below, and prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TypeVar
+
+import trio
+
+from usbip_gadget._errors import GadgetError, NoBackend, UsbipGadgetError
+from usbip_gadget._groups import collapse_single
+from usbip_gadget.bridge import (
+    AttachOptions,
+    ListenOptions,
+    attach,
+    describe_plans,
+    listen,
+)
+from usbip_gadget.cli._parser import build_parser, usage_error
+from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
+from usbip_gadget.gadget import (
+    KNOWN_ENDPOINT_FILES,
+    NO_UDC_HINT,
+    list_udcs,
+    plan_backend,
+    plan_json,
+    render_plan,
+    udc_driver,
+)
+from usbip_gadget.server import (
+    DeviceSource,
+    PyusbSource,
+    Selection,
+    connect,
+    serve,
+)
+from usbip_gadget.usb import Speed, render_tree
+
+T = TypeVar("T")
+
+
+def _printable(text: str) -> str:
+    """Text from the network, with control characters escaped so they cannot drive the terminal."""
+    return "".join(
+        c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    return trio.run(fn)
+
+
+def _speed_label(value: int) -> str:
+    try:
+        return Speed(value).label
+    except ValueError:
+        return "unknown"
+
+
+def _format_summary(item: DeviceSummary) -> str:
+    dev = item.entry.device
+    name = item.product if item.product is not None else f"({item.note})" if item.note else ""
+    line = f"{dev.busid:<10} {dev.id_vendor:04x}:{dev.id_product:04x}  {_speed_label(dev.speed):<6}"
+    return f"{line} {name}".rstrip()
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.server)
+    items = _run(lambda: summarize(host, port, timeout=args.timeout, probe=not args.no_probe))
+    if not items:
+        print(f"{host}:{port} exports no devices", file=sys.stderr)
+    for item in items:
+        print(_printable(_format_summary(item)))
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.server)
+    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    if args.json:
+        print(json.dumps(snapshot.to_json(), indent=2))
+    else:
+        print(_printable(render_tree(snapshot)))
+    return 0
+
+
+def _cmd_udc(_args: argparse.Namespace) -> int:
+    udcs = list_udcs()
+    if not udcs:
+        raise GadgetError("no USB device controller found", hint=NO_UDC_HINT)
+    for name in udcs:
+        print(name)
+    return 0
+
+
+def _log(message: str) -> None:
+    print(f"usbip-gadget: {_printable(message)}", file=sys.stderr, flush=True)
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.server)
+    options = AttachOptions(
+        host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
+        reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
+        bulk_urbs=args.bulk_urbs,
+    )  # fmt: skip
+    if args.dry_run:
+        return _print_plan(args, as_json=False)
+    _run(lambda: _until_signal(partial(attach, options, log=_log), "unplugging"))
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    return _print_plan(args, as_json=args.json)
+
+
+def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
+    host, port = parse_address(args.server)
+    udcs = list_udcs()
+    udc = args.udc if args.udc is not None else (udcs[0] if len(udcs) == 1 else None)
+    driver = udc_driver(udc)
+    files = KNOWN_ENDPOINT_FILES.get(driver or "")
+    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    try:
+        plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)
+    except NoBackend as exc:
+        if not as_json:
+            raise
+        print(json.dumps({"backend": None, "refused": exc.one_line()}, indent=2))
+        return 1
+    urbs = describe_plans(snapshot.configurations[0], args.bulk_urbs)
+    if as_json:
+        print(json.dumps({**plan_json(plan), "urbs": urbs}, indent=2))
+    else:
+        lines = [*render_plan(plan), "URBs per endpoint:", *(f"  {line}" for line in urbs)]
+        print(_printable("\n".join(lines)))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    selection = Selection.of(args.allow, args.busid)
+    if selection.empty:
+        usage_error("serve: nothing is exported unless selected: use --allow or --busid")
+    source = PyusbSource()
+    _run(lambda: _serve_until_signal(source, selection, args.bind, args.port))
+    return 0
+
+
+async def _serve_until_signal(
+    source: DeviceSource,
+    selection: Selection,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``serve`` until SIGINT or SIGTERM; the imported devices are released either way."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(
+                partial(serve, source, selection, host=host, port=port, log=_log)
+            )
+            task_status.started(bound)
+            async for signum in signals:
+                _log(f"{signal.Signals(signum).name}: stopping")
+                nursery.cancel_scope.cancel()
+                break
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    options = ListenOptions(
+        args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
+        timeout=args.timeout, backend=args.backend, bulk_urbs=args.bulk_urbs,
+    )  # fmt: skip
+    _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
+    return 0
+
+
+def _cmd_connect(args: argparse.Namespace) -> int:
+    host, port = parse_address(args.server)
+    offer = partial(connect, PyusbSource(), args.busid, host, port, timeout=args.timeout, log=_log)
+    _run(lambda: _until_signal(offer, "withdrawing"))
+    return 0
+
+
+async def _until_signal(job: Callable[[], Awaitable[object]], doing: str) -> None:
+    """Run ``job`` until it ends or SIGINT/SIGTERM arrives (then it is cancelled)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signum in signals:
+                    _log(f"{signal.Signals(signum).name}: {doing}")
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            await job()
+            nursery.cancel_scope.cancel()
+
+
+_COMMANDS = {
+    "list": _cmd_list,
+    "describe": _cmd_describe,
+    "udc": _cmd_udc,
+    "attach": _cmd_attach,
+    "plan": _cmd_plan,
+    "serve": _cmd_serve,
+    "listen": _cmd_listen,
+    "connect": _cmd_connect,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``usbip-gadget ARGV``; the exit status: 0, 1 on an error (one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except UsbipGadgetError as exc:
+        print(f"usbip-gadget: {exc.one_line()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("usbip-gadget: interrupted", file=sys.stderr)
+        return 130
