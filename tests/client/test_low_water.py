@@ -10,7 +10,7 @@ import trio
 
 from tests.client.fakes import FakeServer, disk
 from usbip_gadget.client import open_remote_device
-from usbip_gadget.client._remote import _LowWater
+from usbip_gadget.client._stream import LowWater
 from usbip_gadget.protocol import CmdSubmit, Direction, RetSubmit
 
 pytestmark = pytest.mark.timeout(30)
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(30)
 async def test_the_mark_follows_what_the_reader_wants() -> None:
     ours, theirs = trio.socket.socketpair()
     with ours, theirs:
-        low_water = _LowWater(trio.SocketStream(ours))
+        low_water = LowWater(trio.SocketStream(ours))
 
         def mark() -> int:
             return ours.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)

@@ -1,13 +1,18 @@
-"""The userspace USB/IP host controller on trio: list, import, submit, enumerate."""
+"""The userspace USB/IP host controller on trio: list, import, submit, enumerate.
+
+The op phase (``_handshake``) lists, imports or accepts a device; a ``RemoteDevice``
+(``_device``) then carries its URBs, one reader and one writer task with a seqnum table of
+the URBs in flight (``_urb_table``). Enumeration is a sequence of control transfers.
+
+This room imports the standard library, trio, ``usbip_gadget._errors``, ``_groups``,
+``_net``, ``protocol`` and ``usb``; never ``gadget``, ``bridge``, ``server`` or ``cli``.
+"""
 
 from usbip_gadget._net import open_connection, parse_address
+from usbip_gadget.client._device import RemoteDevice
 from usbip_gadget.client._enumerate import enumerate_device
-from usbip_gadget.client._operations import DeviceSummary, describe, fetch_devlist, summarize
-from usbip_gadget.client._remote import (
+from usbip_gadget.client._handshake import (
     ExportOffer,
-    RemoteDevice,
-    Urb,
-    UrbResult,
     accept_exported_device,
     accept_offer,
     list_devices,
@@ -15,8 +20,10 @@ from usbip_gadget.client._remote import (
     receive_offer,
     refuse_export,
     refuse_offer,
-    unpack_iso_in,
 )
+from usbip_gadget.client._iso import unpack_iso_in
+from usbip_gadget.client._operations import DeviceSummary, describe, fetch_devlist, summarize
+from usbip_gadget.client._urb import Urb, UrbResult
 
 __all__ = [
     "DeviceSummary",

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 from usbip_gadget._errors import Stall
-from usbip_gadget.client._remote import RemoteDevice
+from usbip_gadget.client._device import RemoteDevice
 from usbip_gadget.usb import (
     Configuration,
     DescriptorType,

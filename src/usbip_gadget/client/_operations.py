@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from usbip_gadget._errors import ImportRefused, UsbipGadgetError
 from usbip_gadget._net import open_connection
 from usbip_gadget.client._enumerate import enumerate_device
-from usbip_gadget.client._remote import list_devices, open_remote_device
+from usbip_gadget.client._handshake import list_devices, open_remote_device
 from usbip_gadget.protocol import ExportedDevice
 from usbip_gadget.usb import (
     DescriptorType,

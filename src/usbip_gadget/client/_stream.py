@@ -1,0 +1,53 @@
+"""Bytes from a trio stream into a protocol ``Connection``, and the socket options that
+keep receiving them cheap."""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+from usbip_gadget._net import map_transport_errors
+from usbip_gadget.protocol import Connection
+
+RECEIVE_SIZE = 256 * 1024
+_LOW_WATER_MIN = 4096  # below this, a wakeup costs less than the system call
+_LOW_WATER_CAP = 128 * 1024
+
+
+async def receive(stream: trio.abc.ReceiveStream, conn: Connection, what: str) -> None:
+    """Feed ``conn`` what ``stream`` has; ``what`` names the failure (a ``TransportError``)."""
+    with map_transport_errors(what):
+        data = await stream.receive_some(RECEIVE_SIZE)
+    conn.receive_data(data)
+
+
+def socket_fileno(stream: trio.abc.Stream) -> int | None:
+    """The file descriptor of a TCP stream's socket (non-blocking under trio); None else."""
+    sock = getattr(stream, "socket", None)
+    return sock.fileno() if isinstance(sock, trio.socket.SocketType) else None
+
+
+class LowWater:
+    """SO_RCVLOWAT on a TCP stream: wake the reader once a reply's data are all in.
+
+    A large IN reply arrives in many segments; without this, each wakes the reader for a
+    parse that cannot finish yet. Linux's tcp_poll reports readable only from the low-water
+    mark on (or at end of stream). Streams without a socket (tests) are left alone.
+    """
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        sock = getattr(stream, "socket", None)
+        self._socket = sock if isinstance(sock, trio.socket.SocketType) else None
+        self._value = 1
+
+    def want(self, count: int) -> None:
+        value = min(count, _LOW_WATER_CAP) if count >= _LOW_WATER_MIN else 1
+        if self._socket is None or value == self._value:
+            return
+        try:
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, value)
+        except OSError:
+            self._socket = None  # not supported here; receive as data come
+            return
+        self._value = value
