@@ -594,10 +594,9 @@ async def test_suspend_unlinks_and_resume_restarts() -> None:
 
 
 async def test_stopping_the_pumps_mid_send_keeps_the_connection() -> None:
-    # BUG (src/usbip_gadget/bridge/_pumps.py post_loop + client/_remote.py _send): stopping
-    # the pumps cancels a pump that is sending a CMD_SUBMIT; RemoteDevice._send cannot tell
-    # how much went out and abandons the whole connection, so an unplug (or SUSPEND, a
-    # Bulk-Only reset, a reconfiguration) during traffic ends the bridge.
+    # An unplug (or SUSPEND, a Bulk-Only reset, a reconfiguration) during traffic stops the
+    # pumps while a CMD_SUBMIT waits to go out. Only the writer task touches the socket, so
+    # cancelling a pump cannot leave half a message on the wire and end the connection.
     remote = vendor_remote()
     with trio.fail_after(TIMEOUT):
         async with bridged(remote, lockstep=True) as rig:
