@@ -9,7 +9,15 @@ from hypothesis import given
 
 from tests.usb.strategies import setup_packets
 from usbip_gadget import LocalProtocolError
-from usbip_gadget.usb import DescriptorError, DescriptorType, RequestType, SetupPacket, Speed
+from usbip_gadget.usb import (
+    ClassCode,
+    DescriptorError,
+    DescriptorType,
+    RequestType,
+    SetupPacket,
+    Speed,
+    class_name,
+)
 
 
 @given(setup_packets)
@@ -90,3 +98,11 @@ def test_speed_labels() -> None:
     assert Speed.from_label("super+") is Speed.SUPER_PLUS
     with pytest.raises(ValueError, match="unknown speed"):
         Speed.from_label("warp")
+
+
+def test_class_codes() -> None:
+    assert (ClassCode.PER_INTERFACE, ClassCode.HID, ClassCode.VENDOR) == (0x00, 0x03, 0xFF)
+    assert ClassCode(0x0A) is ClassCode.CDC_DATA
+    assert ClassCode(0x12) is ClassCode.TYPE_C_BRIDGE
+    assert class_name(ClassCode.HID) == "Human Interface Device"
+    assert class_name(ClassCode.MISC) == "Miscellaneous Device"

@@ -1,8 +1,14 @@
 """USB descriptors and requests: parse and build them, snapshot a device, render it as text.
 
-No I/O and no trio here: pure functions and frozen dataclasses. Malformed bytes from a device
-raise ``DescriptorError`` (a ``RemoteProtocolError``); values we are asked to encode that do
-not fit raise ``LocalProtocolError``; a malformed snapshot raises ``SnapshotError``.
+The room for what the USB specifications say about bytes: descriptors, SETUP packets, class
+codes, what an endpoint's fields mean at each speed. Every fixed-layout descriptor has one
+field table (``LAYOUT`` on its class: struct, range checks, byte offsets by spec name).
+
+No I/O and no trio here: pure functions and frozen dataclasses. This package imports only the
+standard library and ``usbip_gadget._errors``; every other room may import it. Malformed bytes
+from a device raise ``DescriptorError`` (a ``RemoteProtocolError``); values we are asked to
+encode that do not fit raise ``LocalProtocolError``; a malformed snapshot raises
+``SnapshotError``.
 """
 
 from usbip_gadget._errors import DescriptorError, SnapshotError
@@ -18,15 +24,12 @@ from usbip_gadget.usb._config import (
     EndpointDescriptor,
     InterfaceAssociation,
     InterfaceDescriptor,
-    RawDescriptor,
+    referenced_string_indexes,
 )
-from usbip_gadget.usb._config_parse import (
-    config_total_length,
-    parse_configuration,
-    split_descriptors,
-)
+from usbip_gadget.usb._config_parse import config_total_length, parse_configuration
 from usbip_gadget.usb._device import DeviceDescriptor, DeviceQualifier
 from usbip_gadget.usb._enums import (
+    ClassCode,
     DescriptorType,
     FeatureSelector,
     Request,
@@ -34,11 +37,13 @@ from usbip_gadget.usb._enums import (
     Speed,
     TransferType,
 )
+from usbip_gadget.usb._fields import Layout
 from usbip_gadget.usb._hid import HidDescriptor
+from usbip_gadget.usb._raw import RawDescriptor, split_descriptors
 from usbip_gadget.usb._render import class_name, describe_endpoint, render_tree
 from usbip_gadget.usb._setup import SetupPacket
 from usbip_gadget.usb._snapshot import DeviceSnapshot
-from usbip_gadget.usb._string_refs import referenced_string_indexes
+from usbip_gadget.usb._speed import as_full_speed, as_high_speed, urb_interval
 from usbip_gadget.usb._strings import (
     LANG_ID_US_ENGLISH,
     decode_lang_ids,
@@ -50,6 +55,7 @@ from usbip_gadget.usb._strings import (
 __all__ = [
     "LANG_ID_US_ENGLISH",
     "Bos",
+    "ClassCode",
     "Configuration",
     "DescriptorError",
     "DescriptorType",
@@ -63,6 +69,7 @@ __all__ = [
     "HidDescriptor",
     "InterfaceAssociation",
     "InterfaceDescriptor",
+    "Layout",
     "RawDescriptor",
     "Request",
     "RequestType",
@@ -70,6 +77,8 @@ __all__ = [
     "SnapshotError",
     "Speed",
     "TransferType",
+    "as_full_speed",
+    "as_high_speed",
     "bos_total_length",
     "class_name",
     "config_total_length",
@@ -83,4 +92,5 @@ __all__ = [
     "referenced_string_indexes",
     "render_tree",
     "split_descriptors",
+    "urb_interval",
 ]

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar
 
 from usbip_gadget._errors import DescriptorError, LocalProtocolError
 from usbip_gadget.usb._common import check_u8
-from usbip_gadget.usb._config_parse import split_descriptors
 from usbip_gadget.usb._enums import DescriptorType
-
-_HEADER = struct.Struct("<BBHB")
-_CAPABILITY_HEADER = 3
+from usbip_gadget.usb._fields import Layout
+from usbip_gadget.usb._layouts import BOS, DEVICE_CAPABILITY
+from usbip_gadget.usb._raw import split_descriptors
 
 
 class DeviceCapabilityType(IntEnum):
@@ -46,46 +45,51 @@ class DeviceCapability:
     b_dev_capability_type: int
     data: bytes = b""
 
+    LAYOUT: ClassVar[Layout] = DEVICE_CAPABILITY
+
     def __post_init__(self) -> None:
         check_u8("bDevCapabilityType", self.b_dev_capability_type)
-        if len(self.data) > 0xFF - _CAPABILITY_HEADER:
+        if len(self.data) > 0xFF - DEVICE_CAPABILITY.size:
             raise LocalProtocolError(f"capability body of {len(self.data)} bytes exceeds 252")
 
     def pack(self) -> bytes:
         """The whole capability descriptor."""
-        head = (len(self.data) + 3, DescriptorType.DEVICE_CAPABILITY, self.b_dev_capability_type)
-        return bytes(head) + self.data
+        size = DEVICE_CAPABILITY.size + len(self.data)
+        return DEVICE_CAPABILITY.pack(self, bLength=size) + self.data
 
 
 @dataclass(frozen=True, slots=True)
 class Bos:
     """A BOS descriptor (USB 3.2 §9.6.2, Table 9-12) with its capabilities in order.
 
-    wTotalLength and bNumDeviceCaps are computed.
+    wTotalLength and bNumDeviceCaps are computed. ``LAYOUT`` is the table of the 5-byte
+    header.
     """
 
     capabilities: tuple[DeviceCapability, ...] = ()
 
+    LAYOUT: ClassVar[Layout] = BOS
+
     def pack(self) -> bytes:
         """The BOS descriptor followed by every capability."""
         body = b"".join(capability.pack() for capability in self.capabilities)
-        total = _HEADER.size + len(body)
-        if total > 0xFFFF or len(self.capabilities) > 0xFF:
+        total, count = BOS.size + len(body), len(self.capabilities)
+        if total > 0xFFFF or count > 0xFF:
             raise LocalProtocolError("BOS is too large for wTotalLength / bNumDeviceCaps")
-        header = _HEADER.pack(_HEADER.size, DescriptorType.BOS, total, len(self.capabilities))
-        return header + body
+        return BOS.pack(self, wTotalLength=total, bNumDeviceCaps=count) + body
 
 
 def bos_total_length(header: bytes) -> int:
     """wTotalLength from (at least) the 5-byte BOS header; ``DescriptorError`` if malformed."""
-    if len(header) < _HEADER.size:
+    if len(header) < BOS.size:
         raise DescriptorError(f"BOS header: {len(header)} bytes, need 5")
-    size, dtype, total, _count = _HEADER.unpack_from(header)
-    if size != _HEADER.size or dtype != DescriptorType.BOS:
+    fields = BOS.unpack(header)
+    size, dtype, total = fields["bLength"], fields["bDescriptorType"], fields["wTotalLength"]
+    if size != BOS.size or dtype != DescriptorType.BOS:
         raise DescriptorError(f"BOS header: bLength {size}, bDescriptorType {dtype:#04x}")
-    if total < _HEADER.size:
+    if total < BOS.size:
         raise DescriptorError(f"BOS header: wTotalLength {total} is below 5")
-    return int(total)
+    return total
 
 
 def parse_bos(data: bytes, *, lenient: bool = False) -> Bos:
@@ -99,19 +103,20 @@ def parse_bos(data: bytes, *, lenient: bool = False) -> Bos:
     if total != len(data) and not lenient:
         raise DescriptorError(f"BOS: wTotalLength is {total} but {len(data)} bytes")
     capabilities = tuple(
-        DeviceCapability(piece[2], piece[3:])
-        for piece in split_descriptors(data[_HEADER.size : total], lenient=lenient)
+        DeviceCapability(**DEVICE_CAPABILITY.arguments(piece), data=piece[DEVICE_CAPABILITY.size :])
+        for piece in split_descriptors(data[BOS.size : total], lenient=lenient)
         if _is_capability(piece, lenient=lenient)
     )
-    if data[4] != len(capabilities) and not lenient:
+    count = BOS.unpack(data)["bNumDeviceCaps"]
+    if count != len(capabilities) and not lenient:
         raise DescriptorError(
-            f"BOS: bNumDeviceCaps is {data[4]} but {len(capabilities)} capabilities follow"
+            f"BOS: bNumDeviceCaps is {count} but {len(capabilities)} capabilities follow"
         )
     return Bos(capabilities)
 
 
 def _is_capability(piece: bytes, *, lenient: bool) -> bool:
-    if piece[1] == DescriptorType.DEVICE_CAPABILITY and len(piece) >= _CAPABILITY_HEADER:
+    if piece[1] == DescriptorType.DEVICE_CAPABILITY and len(piece) >= DEVICE_CAPABILITY.size:
         return True
     if lenient:
         return False

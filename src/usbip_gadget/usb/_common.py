@@ -23,14 +23,6 @@ def check_u16(name: str, value: int) -> None:
     check_int(name, value, 0xFFFF)
 
 
-def check_fields(obj: object, u8: tuple[str, ...] = (), u16: tuple[str, ...] = ()) -> None:
-    """Range-check the named attributes of ``obj`` (used by the dataclasses' ``__post_init__``)."""
-    for name in u8:
-        check_u8(name, getattr(obj, name))
-    for name in u16:
-        check_u16(name, getattr(obj, name))
-
-
 def check_header(data: bytes, what: str, dtype: int, sizes: tuple[int, ...]) -> None:
     """Check that ``data`` is one descriptor of type ``dtype`` with a bLength in ``sizes``.
 

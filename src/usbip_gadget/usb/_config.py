@@ -13,65 +13,32 @@ to the same bytes:
   CS_ENDPOINT...).
 
 Lengths and counts (bLength, wTotalLength, bNumInterfaces, bNumEndpoints) are computed.
+The ``build_*`` functions make one tree item from its head descriptor and the tokens after
+it (see ``_tokens``); ``_config_parse`` assembles a whole configuration from them.
 """
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from usbip_gadget._errors import DescriptorError, LocalProtocolError
-from usbip_gadget.usb._common import check_fields, check_u8
-from usbip_gadget.usb._enums import DescriptorType, TransferType
+from usbip_gadget.usb._common import check_u8
+from usbip_gadget.usb._device import DeviceDescriptor
+from usbip_gadget.usb._enums import ClassCode, DescriptorType, TransferType
+from usbip_gadget.usb._fields import Layout
 from usbip_gadget.usb._hid import HidDescriptor
-
-CONFIG_LAYOUT = struct.Struct("<BBHBBBBB")
-INTERFACE_LAYOUT = struct.Struct("<BBBBBBBBB")
-ENDPOINT_LAYOUT = struct.Struct("<BBBBHB")
-IAD_LAYOUT = struct.Struct("<BBBBBBBB")
-
-HID_CLASS = 0x03
-
-
-@dataclass(frozen=True, slots=True)
-class RawDescriptor:
-    """A descriptor kept as bytes: class-specific, vendor, or anything not modelled here.
-
-    ``data`` is everything after bLength and bDescriptorType; bLength is computed.
-    """
-
-    b_descriptor_type: int
-    data: bytes = b""
-
-    def __post_init__(self) -> None:
-        check_u8("bDescriptorType", self.b_descriptor_type)
-        if len(self.data) > 253:
-            raise LocalProtocolError(f"descriptor body of {len(self.data)} bytes exceeds 253")
-
-    @property
-    def b_length(self) -> int:
-        """bLength: the whole descriptor's size."""
-        return len(self.data) + 2
-
-    @property
-    def subtype(self) -> int | None:
-        """bDescriptorSubtype (the third byte) of a class-specific descriptor, if present."""
-        return self.data[0] if self.data else None
-
-    def pack(self) -> bytes:
-        """The whole descriptor."""
-        return bytes((self.b_length, self.b_descriptor_type)) + self.data
-
-    @classmethod
-    def parse(cls, data: bytes) -> RawDescriptor:
-        """Wrap exactly one descriptor (bLength must equal ``len(data)``)."""
-        if len(data) < 2 or data[0] != len(data):
-            raise DescriptorError(f"descriptor: bLength does not match {len(data)} bytes")
-        return cls(data[1], bytes(data[2:]))
-
-
-def _pack_all(descriptors: tuple[RawDescriptor, ...]) -> bytes:
-    return b"".join(descriptor.pack() for descriptor in descriptors)
+from usbip_gadget.usb._layouts import (
+    AUDIO_ENDPOINT,
+    CONFIGURATION,
+    ENDPOINT,
+    INTERFACE,
+    INTERFACE_ASSOCIATION,
+)
+from usbip_gadget.usb._raw import RawDescriptor, pack_all
+from usbip_gadget.usb._string_refs import class_specific_string_indexes
+from usbip_gadget.usb._tokens import Token, raws, runs, single
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +47,8 @@ class EndpointDescriptor:
 
     Fields: bEndpointAddress, bmAttributes, wMaxPacketSize, bInterval; bRefresh and
     bSynchAddress are the two extra bytes of a 9-byte audio endpoint (UAC1 §4.6.1.1), both
-    None for the standard 7-byte form.
+    None for the standard 7-byte form. ``LAYOUT`` and ``AUDIO_LAYOUT`` are the two forms'
+    field tables.
     """
 
     b_endpoint_address: int
@@ -91,18 +59,20 @@ class EndpointDescriptor:
     b_synch_address: int | None = None
     extra: tuple[RawDescriptor, ...] = ()
 
+    LAYOUT: ClassVar[Layout] = ENDPOINT
+    AUDIO_LAYOUT: ClassVar[Layout] = AUDIO_ENDPOINT
+
     def __post_init__(self) -> None:
-        u8 = ("b_endpoint_address", "bm_attributes", "b_interval")
-        check_fields(self, u8=u8, u16=("w_max_packet_size",))
+        ENDPOINT.check(self)
         if (self.b_refresh is None) != (self.b_synch_address is None):
             raise LocalProtocolError("bRefresh and bSynchAddress come together or not at all")
-        if self.b_refresh is not None and self.b_synch_address is not None:
-            check_fields(self, u8=("b_refresh", "b_synch_address"))
+        if self.b_refresh is not None:
+            AUDIO_ENDPOINT.check(self)
 
     @property
     def b_length(self) -> int:
         """7, or 9 for the audio form."""
-        return 7 if self.b_refresh is None else 9
+        return ENDPOINT.size if self.b_refresh is None else AUDIO_ENDPOINT.size
 
     @property
     def number(self) -> int:
@@ -131,24 +101,14 @@ class EndpointDescriptor:
 
     def pack(self) -> bytes:
         """This endpoint descriptor followed by its extra descriptors."""
-        head = ENDPOINT_LAYOUT.pack(
-            self.b_length,
-            DescriptorType.ENDPOINT,
-            self.b_endpoint_address,
-            self.bm_attributes,
-            self.w_max_packet_size,
-            self.b_interval,
-        )
-        if self.b_refresh is not None and self.b_synch_address is not None:
-            head += bytes((self.b_refresh, self.b_synch_address))
-        return head + _pack_all(self.extra)
+        layout = ENDPOINT if self.b_refresh is None else AUDIO_ENDPOINT
+        return layout.pack(self) + pack_all(self.extra)
 
     @classmethod
     def parse(cls, data: bytes) -> EndpointDescriptor:
         """Decode an endpoint descriptor and the descriptors after it (strict)."""
-        from usbip_gadget.usb._config_parse import parse_endpoint
-
-        return parse_endpoint(data)
+        head, rest = single(data, DescriptorType.ENDPOINT)
+        return build_endpoint(head, rest, lenient=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,16 +128,10 @@ class InterfaceDescriptor:
     endpoints: tuple[EndpointDescriptor, ...] = ()
     extra: tuple[RawDescriptor, ...] = ()
 
+    LAYOUT: ClassVar[Layout] = INTERFACE
+
     def __post_init__(self) -> None:
-        u8 = (
-            "b_interface_number",
-            "b_alternate_setting",
-            "b_interface_class",
-            "b_interface_sub_class",
-            "b_interface_protocol",
-            "i_interface",
-        )
-        check_fields(self, u8=u8)
+        INTERFACE.check(self)
         check_u8("bNumEndpoints", len(self.endpoints))
 
     @property
@@ -192,7 +146,7 @@ class InterfaceDescriptor:
         Type 0x21 means something else in other classes (DFU, smart card), so only HID-class
         interfaces are searched. ``DescriptorError`` if it is malformed.
         """
-        if self.b_interface_class != HID_CLASS:
+        if self.b_interface_class != ClassCode.HID:
             return None
         candidates = self.extra + tuple(raw for ep in self.endpoints for raw in ep.extra)
         for raw in candidates:
@@ -202,25 +156,14 @@ class InterfaceDescriptor:
 
     def pack(self) -> bytes:
         """This interface descriptor, its extra descriptors, then its endpoints."""
-        head = INTERFACE_LAYOUT.pack(
-            INTERFACE_LAYOUT.size,
-            DescriptorType.INTERFACE,
-            self.b_interface_number,
-            self.b_alternate_setting,
-            len(self.endpoints),
-            self.b_interface_class,
-            self.b_interface_sub_class,
-            self.b_interface_protocol,
-            self.i_interface,
-        )
-        return head + _pack_all(self.extra) + b"".join(ep.pack() for ep in self.endpoints)
+        head = INTERFACE.pack(self, bNumEndpoints=len(self.endpoints))
+        return head + pack_all(self.extra) + b"".join(ep.pack() for ep in self.endpoints)
 
     @classmethod
     def parse(cls, data: bytes) -> InterfaceDescriptor:
         """Decode an interface descriptor and everything after it (strict)."""
-        from usbip_gadget.usb._config_parse import parse_interface
-
-        return parse_interface(data)
+        head, rest = single(data, DescriptorType.INTERFACE)
+        return build_interface(head, rest, lenient=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,30 +182,14 @@ class InterfaceAssociation:
     i_function: int = 0
     extra: tuple[RawDescriptor, ...] = ()
 
+    LAYOUT: ClassVar[Layout] = INTERFACE_ASSOCIATION
+
     def __post_init__(self) -> None:
-        u8 = (
-            "b_first_interface",
-            "b_interface_count",
-            "b_function_class",
-            "b_function_sub_class",
-            "b_function_protocol",
-            "i_function",
-        )
-        check_fields(self, u8=u8)
+        INTERFACE_ASSOCIATION.check(self)
 
     def pack(self) -> bytes:
         """This IAD followed by its extra descriptors."""
-        head = IAD_LAYOUT.pack(
-            IAD_LAYOUT.size,
-            DescriptorType.INTERFACE_ASSOCIATION,
-            self.b_first_interface,
-            self.b_interface_count,
-            self.b_function_class,
-            self.b_function_sub_class,
-            self.b_function_protocol,
-            self.i_function,
-        )
-        return head + _pack_all(self.extra)
+        return INTERFACE_ASSOCIATION.pack(self) + pack_all(self.extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +198,7 @@ class Configuration:
 
     Fields: bConfigurationValue, iConfiguration, bmAttributes, bMaxPower (in 2 mA units, 8 mA
     at SuperSpeed). wTotalLength and bNumInterfaces are computed; see the module docstring
-    for ``extra`` and ``body``.
+    for ``extra`` and ``body``. ``LAYOUT`` is the table of the 9-byte header.
     """
 
     b_configuration_value: int
@@ -281,9 +208,10 @@ class Configuration:
     extra: tuple[RawDescriptor, ...] = ()
     body: tuple[InterfaceAssociation | InterfaceDescriptor, ...] = ()
 
+    LAYOUT: ClassVar[Layout] = CONFIGURATION
+
     def __post_init__(self) -> None:
-        u8 = ("b_configuration_value", "i_configuration", "bm_attributes", "b_max_power")
-        check_fields(self, u8=u8)
+        CONFIGURATION.check(self)
 
     @property
     def alt_settings(self) -> tuple[InterfaceDescriptor, ...]:
@@ -336,25 +264,65 @@ class Configuration:
 
     def string_indexes(self) -> set[int]:
         """Every non-zero string index this configuration refers to (see ``_string_refs``)."""
-        from usbip_gadget.usb._string_refs import configuration_string_indexes
-
-        return configuration_string_indexes(self)
+        found = {self.i_configuration}
+        found.update(iad.i_function for iad in self.associations)
+        for alt in self.alt_settings:
+            found.add(alt.i_interface)
+            function = (alt.b_interface_class, alt.b_interface_sub_class, alt.b_interface_protocol)
+            found |= class_specific_string_indexes(function, alt.extra)
+        return found - {0}
 
     def pack(self) -> bytes:
         """The whole configuration; ``LocalProtocolError`` if it exceeds 64 KiB."""
-        body = _pack_all(self.extra) + b"".join(item.pack() for item in self.body)
-        total = CONFIG_LAYOUT.size + len(body)
+        body = pack_all(self.extra) + b"".join(item.pack() for item in self.body)
+        total = CONFIGURATION.size + len(body)
         if total > 0xFFFF:
             raise LocalProtocolError(f"configuration is {total} bytes, wTotalLength cannot hold it")
-        check_u8("bNumInterfaces", self.b_num_interfaces)
-        head = CONFIG_LAYOUT.pack(
-            CONFIG_LAYOUT.size,
-            DescriptorType.CONFIGURATION,
-            total,
-            self.b_num_interfaces,
-            self.b_configuration_value,
-            self.i_configuration,
-            self.bm_attributes,
-            self.b_max_power,
+        count = self.b_num_interfaces
+        check_u8("bNumInterfaces", count)
+        return CONFIGURATION.pack(self, wTotalLength=total, bNumInterfaces=count) + body
+
+
+def build_endpoint(head: bytes, rest: list[Token], *, lenient: bool) -> EndpointDescriptor:
+    """The endpoint whose descriptor is ``head`` (7 or 9 bytes), ``rest`` its extra ones."""
+    layout = AUDIO_ENDPOINT if len(head) == AUDIO_ENDPOINT.size else ENDPOINT
+    address = ENDPOINT.unpack(head)["bEndpointAddress"]
+    extra = raws(rest, f"after endpoint {address:#04x}", lenient=lenient)
+    return EndpointDescriptor(**layout.arguments(head), extra=extra)
+
+
+def build_interface(head: bytes, rest: list[Token], *, lenient: bool) -> InterfaceDescriptor:
+    """The alternate setting whose descriptor is ``head``, from the tokens up to the next one.
+
+    Strict mode checks bNumEndpoints and that a HID descriptor is well formed.
+    """
+    fields = INTERFACE.unpack(head)
+    number, count = fields["bInterfaceNumber"], fields["bNumEndpoints"]
+    leading, found = runs(rest, {DescriptorType.ENDPOINT})
+    endpoints = tuple(build_endpoint(ep[1], more, lenient=lenient) for ep, more in found)
+    if count != len(endpoints) and not lenient:
+        raise DescriptorError(
+            f"interface {number} alt {fields['bAlternateSetting']}: bNumEndpoints is {count}"
+            f" but {len(endpoints)} endpoint descriptors follow"
         )
-        return head + body
+    extra = raws(leading, f"in interface {number}", lenient=lenient)
+    interface = InterfaceDescriptor(**INTERFACE.arguments(head), endpoints=endpoints, extra=extra)
+    if not lenient:
+        interface.hid_descriptor()  # a malformed HID descriptor raises here
+    return interface
+
+
+def build_association(head: bytes, rest: list[Token], *, lenient: bool) -> InterfaceAssociation:
+    """The IAD whose descriptor is ``head``, ``rest`` the raw descriptors after it."""
+    extra = raws(rest, "after an interface association", lenient=lenient)
+    return InterfaceAssociation(**INTERFACE_ASSOCIATION.arguments(head), extra=extra)
+
+
+def referenced_string_indexes(
+    device: DeviceDescriptor, configurations: Sequence[Configuration]
+) -> list[int]:
+    """Sorted, unique, non-zero string indexes of the device and all its configurations."""
+    found: set[int] = {device.i_manufacturer, device.i_product, device.i_serial_number}
+    for config in configurations:
+        found |= config.string_indexes()
+    return sorted(found - {0})

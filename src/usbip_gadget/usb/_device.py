@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
-from usbip_gadget.usb._common import check_fields, check_header
+from usbip_gadget.usb._common import check_header
 from usbip_gadget.usb._enums import DescriptorType
-
-_DEVICE = struct.Struct("<BBHBBBBHHHBBBB")
-_QUALIFIER = struct.Struct("<BBHBBBBBB")
+from usbip_gadget.usb._fields import Layout
+from usbip_gadget.usb._layouts import DEVICE, DEVICE_QUALIFIER
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +17,8 @@ class DeviceDescriptor:
 
     Fields, by spec name: bcdUSB, bDeviceClass, bDeviceSubClass, bDeviceProtocol,
     bMaxPacketSize0, idVendor, idProduct, bcdDevice, iManufacturer, iProduct, iSerialNumber,
-    bNumConfigurations. bLength and bDescriptorType are implied.
+    bNumConfigurations. bLength and bDescriptorType are implied. ``LAYOUT`` is the field
+    table (offsets by spec name).
     """
 
     bcd_usb: int
@@ -34,45 +34,21 @@ class DeviceDescriptor:
     i_serial_number: int
     b_num_configurations: int
 
-    SIZE = 18
+    SIZE: ClassVar[int] = DEVICE.size
+    LAYOUT: ClassVar[Layout] = DEVICE
 
     def __post_init__(self) -> None:
-        u8 = (
-            "b_device_class",
-            "b_device_sub_class",
-            "b_device_protocol",
-            "b_max_packet_size0",
-            "i_manufacturer",
-            "i_product",
-            "i_serial_number",
-            "b_num_configurations",
-        )
-        check_fields(self, u8=u8, u16=("bcd_usb", "id_vendor", "id_product", "bcd_device"))
+        DEVICE.check(self)
 
     def pack(self) -> bytes:
         """The 18 bytes of the descriptor."""
-        return _DEVICE.pack(
-            self.SIZE,
-            DescriptorType.DEVICE,
-            self.bcd_usb,
-            self.b_device_class,
-            self.b_device_sub_class,
-            self.b_device_protocol,
-            self.b_max_packet_size0,
-            self.id_vendor,
-            self.id_product,
-            self.bcd_device,
-            self.i_manufacturer,
-            self.i_product,
-            self.i_serial_number,
-            self.b_num_configurations,
-        )
+        return DEVICE.pack(self)
 
     @classmethod
     def parse(cls, data: bytes) -> DeviceDescriptor:
         """Decode exactly one 18-byte device descriptor; ``DescriptorError`` otherwise."""
         check_header(data, "device descriptor", DescriptorType.DEVICE, (cls.SIZE,))
-        return cls(*_DEVICE.unpack(data)[2:])
+        return cls(*DEVICE.values(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,35 +67,18 @@ class DeviceQualifier:
     b_num_configurations: int
     b_reserved: int = 0
 
-    SIZE = 10
+    SIZE: ClassVar[int] = DEVICE_QUALIFIER.size
+    LAYOUT: ClassVar[Layout] = DEVICE_QUALIFIER
 
     def __post_init__(self) -> None:
-        u8 = (
-            "b_device_class",
-            "b_device_sub_class",
-            "b_device_protocol",
-            "b_max_packet_size0",
-            "b_num_configurations",
-            "b_reserved",
-        )
-        check_fields(self, u8=u8, u16=("bcd_usb",))
+        DEVICE_QUALIFIER.check(self)
 
     def pack(self) -> bytes:
         """The 10 bytes of the descriptor."""
-        return _QUALIFIER.pack(
-            self.SIZE,
-            DescriptorType.DEVICE_QUALIFIER,
-            self.bcd_usb,
-            self.b_device_class,
-            self.b_device_sub_class,
-            self.b_device_protocol,
-            self.b_max_packet_size0,
-            self.b_num_configurations,
-            self.b_reserved,
-        )
+        return DEVICE_QUALIFIER.pack(self)
 
     @classmethod
     def parse(cls, data: bytes) -> DeviceQualifier:
         """Decode exactly one 10-byte device qualifier; ``DescriptorError`` otherwise."""
         check_header(data, "device qualifier", DescriptorType.DEVICE_QUALIFIER, (cls.SIZE,))
-        return cls(*_QUALIFIER.unpack(data)[2:])
+        return cls(*DEVICE_QUALIFIER.values(data))

@@ -1,4 +1,4 @@
-"""Numbers the USB specifications define: descriptor types, requests, request types, speeds."""
+"""Numbers the USB specifications define: descriptor types, requests, classes, speeds."""
 
 from __future__ import annotations
 
@@ -81,6 +81,40 @@ class RequestType:
     INTERFACE = 0x01
     ENDPOINT = 0x02
     OTHER = 0x03
+
+
+class ClassCode(IntEnum):
+    """Base class codes: bDeviceClass, bInterfaceClass and bFunctionClass values.
+
+    USB-IF, "Defined Class Codes" (https://www.usb.org/defined-class-codes). PER_INTERFACE
+    is for bDeviceClass only: each interface names its own class.
+    """
+
+    PER_INTERFACE = 0x00
+    AUDIO = 0x01
+    CDC = 0x02
+    HID = 0x03
+    PHYSICAL = 0x05
+    IMAGE = 0x06
+    PRINTER = 0x07
+    MASS_STORAGE = 0x08
+    HUB = 0x09
+    CDC_DATA = 0x0A
+    SMART_CARD = 0x0B
+    CONTENT_SECURITY = 0x0D
+    VIDEO = 0x0E
+    PERSONAL_HEALTHCARE = 0x0F
+    AUDIO_VIDEO = 0x10
+    BILLBOARD = 0x11
+    TYPE_C_BRIDGE = 0x12
+    BULK_DISPLAY = 0x13
+    MCTP = 0x14
+    I3C = 0x3C
+    DIAGNOSTIC = 0xDC
+    WIRELESS = 0xE0
+    MISC = 0xEF
+    APPLICATION = 0xFE
+    VENDOR = 0xFF
 
 
 class TransferType(IntEnum):

@@ -6,40 +6,40 @@ from usbip_gadget._errors import DescriptorError
 from usbip_gadget.usb._bos import Bos, DeviceCapability, DeviceCapabilityType
 from usbip_gadget.usb._common import hex_bytes
 from usbip_gadget.usb._config import (
-    HID_CLASS,
     Configuration,
     EndpointDescriptor,
     InterfaceAssociation,
     InterfaceDescriptor,
-    RawDescriptor,
 )
 from usbip_gadget.usb._device import DeviceDescriptor, DeviceQualifier
-from usbip_gadget.usb._enums import DescriptorType, Speed, TransferType
+from usbip_gadget.usb._enums import ClassCode, DescriptorType, Speed, TransferType
 from usbip_gadget.usb._hid import HidDescriptor
+from usbip_gadget.usb._raw import RawDescriptor
 from usbip_gadget.usb._snapshot import DeviceSnapshot
 
-_CLASS_NAMES = {
-    0x00: "(Defined at Interface level)",
-    0x01: "Audio",
-    0x02: "Communications",
-    0x03: "Human Interface Device",
-    0x05: "Physical Interface Device",
-    0x06: "Imaging",
-    0x07: "Printer",
-    0x08: "Mass Storage",
-    0x09: "Hub",
-    0x0A: "CDC Data",
-    0x0B: "Chip/SmartCard",
-    0x0D: "Content Security",
-    0x0E: "Video",
-    0x0F: "Personal Healthcare",
-    0x10: "Audio/Video",
-    0x11: "Billboard",
-    0xDC: "Diagnostic",
-    0xE0: "Wireless",
-    0xEF: "Miscellaneous Device",
-    0xFE: "Application Specific Interface",
-    0xFF: "Vendor Specific Class",
+# Named as lsusb names them; a code missing here is printed without a name.
+_CLASS_NAMES: dict[int, str] = {
+    ClassCode.PER_INTERFACE: "(Defined at Interface level)",
+    ClassCode.AUDIO: "Audio",
+    ClassCode.CDC: "Communications",
+    ClassCode.HID: "Human Interface Device",
+    ClassCode.PHYSICAL: "Physical Interface Device",
+    ClassCode.IMAGE: "Imaging",
+    ClassCode.PRINTER: "Printer",
+    ClassCode.MASS_STORAGE: "Mass Storage",
+    ClassCode.HUB: "Hub",
+    ClassCode.CDC_DATA: "CDC Data",
+    ClassCode.SMART_CARD: "Chip/SmartCard",
+    ClassCode.CONTENT_SECURITY: "Content Security",
+    ClassCode.VIDEO: "Video",
+    ClassCode.PERSONAL_HEALTHCARE: "Personal Healthcare",
+    ClassCode.AUDIO_VIDEO: "Audio/Video",
+    ClassCode.BILLBOARD: "Billboard",
+    ClassCode.DIAGNOSTIC: "Diagnostic",
+    ClassCode.WIRELESS: "Wireless",
+    ClassCode.MISC: "Miscellaneous Device",
+    ClassCode.APPLICATION: "Application Specific Interface",
+    ClassCode.VENDOR: "Vendor Specific Class",
 }
 _SYNC_TYPES = ("None", "Asynchronous", "Adaptive", "Synchronous")
 _USAGE_TYPES = ("Data", "Feedback", "Implicit feedback Data", "(reserved)")
@@ -129,7 +129,7 @@ def _configuration(snapshot: DeviceSnapshot, config: Configuration, raw: bytes) 
 def _association(snapshot: DeviceSnapshot, iad: InterfaceAssociation) -> list[str]:
     return [
         "    Interface Association:",
-        *_header(6, 8, DescriptorType.INTERFACE_ASSOCIATION),
+        *_header(6, InterfaceAssociation.LAYOUT.size, DescriptorType.INTERFACE_ASSOCIATION),
         _line(6, "bFirstInterface", iad.b_first_interface),
         _line(6, "bInterfaceCount", iad.b_interface_count),
         _line(6, "bFunctionClass", iad.b_function_class, class_name(iad.b_function_class)),
@@ -145,7 +145,7 @@ def _interface(
 ) -> list[str]:
     lines = [
         "    Interface Descriptor:",
-        *_header(6, 9, DescriptorType.INTERFACE),
+        *_header(6, InterfaceDescriptor.LAYOUT.size, DescriptorType.INTERFACE),
         _line(6, "bInterfaceNumber", alt.b_interface_number),
         _line(6, "bAlternateSetting", alt.b_alternate_setting),
         _line(6, "bNumEndpoints", alt.b_num_endpoints),
@@ -204,7 +204,7 @@ def _extra_lines(
 
 
 def _as_hid(alt: InterfaceDescriptor, raw: RawDescriptor) -> HidDescriptor | None:
-    if alt.b_interface_class != HID_CLASS or raw.b_descriptor_type != DescriptorType.HID:
+    if alt.b_interface_class != ClassCode.HID or raw.b_descriptor_type != DescriptorType.HID:
         return None
     try:
         return HidDescriptor.parse(raw.pack())

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from usbip_gadget._errors import DescriptorError, LocalProtocolError
-from usbip_gadget.usb._common import check_fields, check_u8
+from usbip_gadget.usb._common import check_u8
 from usbip_gadget.usb._enums import FeatureSelector, Request, RequestType
+from usbip_gadget.usb._fields import Layout
+from usbip_gadget.usb._layouts import SETUP
 
-_SETUP = struct.Struct("<BBHHH")
+# Packing runs once per control transfer: the fields spelled out below pack several times
+# faster than the table's generic pack, and test_fields holds the two to the same bytes.
+_PACK = SETUP.struct.pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,23 +29,23 @@ class SetupPacket:
     w_index: int = 0
     w_length: int = 0
 
+    LAYOUT: ClassVar[Layout] = SETUP
+
     def __post_init__(self) -> None:
-        check_fields(
-            self, u8=("bm_request_type", "b_request"), u16=("w_value", "w_index", "w_length")
-        )
+        SETUP.check(self)
 
     def pack(self) -> bytes:
         """The 8 bytes on the wire, little-endian."""
-        return _SETUP.pack(
+        return _PACK(
             self.bm_request_type, self.b_request, self.w_value, self.w_index, self.w_length
         )
 
     @classmethod
     def parse(cls, data: bytes) -> SetupPacket:
         """Decode exactly 8 bytes; ``DescriptorError`` otherwise."""
-        if len(data) != _SETUP.size:
+        if len(data) != SETUP.size:
             raise DescriptorError(f"SETUP packet: {len(data)} bytes, expected 8")
-        return cls(*_SETUP.unpack(data))
+        return cls(*SETUP.values(data))
 
     @property
     def is_in(self) -> bool:

@@ -16,9 +16,9 @@ from usbip_gadget.usb._config import (
     EndpointDescriptor,
     InterfaceAssociation,
     InterfaceDescriptor,
-    RawDescriptor,
 )
 from usbip_gadget.usb._device import DeviceDescriptor
+from usbip_gadget.usb._raw import RawDescriptor
 
 Json = dict[str, Any]
 

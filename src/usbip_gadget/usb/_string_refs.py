@@ -1,4 +1,4 @@
-"""Which string descriptor indexes a device refers to.
+"""Which string descriptor indexes class-specific descriptors refer to.
 
 Standard descriptors name their strings in fixed fields (iManufacturer, iConfiguration,
 iInterface, iFunction...). Class-specific descriptors do too, at class-defined places; the
@@ -17,14 +17,10 @@ scanned: a device whose other class descriptors name strings will miss those str
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
-from usbip_gadget.usb._enums import DescriptorType
-
-if TYPE_CHECKING:
-    from usbip_gadget.usb._config import Configuration, InterfaceDescriptor
-    from usbip_gadget.usb._device import DeviceDescriptor
+from usbip_gadget.usb._enums import ClassCode, DescriptorType
+from usbip_gadget.usb._raw import RawDescriptor
 
 # Offsets (into the whole descriptor) of the bytes that hold string indexes.
 _Offsets = Callable[[bytes], tuple[int, ...]]
@@ -64,7 +60,7 @@ def _uvc_processing(data: bytes) -> tuple[int, ...]:
     return (8 + _at(data, 7),)
 
 
-_AUDIO, _CDC, _VIDEO = 0x01, 0x02, 0x0E
+_AUDIO, _CDC, _VIDEO = ClassCode.AUDIO, ClassCode.CDC, ClassCode.VIDEO
 
 _TABLE: dict[tuple[int, int, int | None, int], _Offsets] = {
     (_CDC, 0x06, None, 0x0F): _fixed(3),  # ECM Ethernet Networking: iMACAddress
@@ -92,41 +88,27 @@ _TABLE: dict[tuple[int, int, int | None, int], _Offsets] = {
 }
 
 
-def _offsets_for(alt: InterfaceDescriptor, subtype: int) -> _Offsets | None:
-    klass, sub, proto = alt.b_interface_class, alt.b_interface_sub_class, alt.b_interface_protocol
+def _offsets_for(function: tuple[int, int, int], subtype: int) -> _Offsets | None:
+    klass, sub, proto = function
     return _TABLE.get((klass, sub, proto, subtype)) or _TABLE.get((klass, sub, None, subtype))
 
 
-def class_specific_string_indexes(alt: InterfaceDescriptor) -> set[int]:
-    """String indexes named by the known class-specific descriptors following ``alt``."""
+def class_specific_string_indexes(
+    function: tuple[int, int, int], extra: Iterable[RawDescriptor]
+) -> set[int]:
+    """String indexes named by the known class-specific descriptors following an interface.
+
+    ``function`` is the interface's (bInterfaceClass, bInterfaceSubClass, bInterfaceProtocol);
+    ``extra`` the descriptors between it and its first endpoint.
+    """
     found: set[int] = set()
-    for raw in alt.extra:
+    for raw in extra:
         if raw.b_descriptor_type != DescriptorType.CS_INTERFACE or raw.subtype is None:
             continue
-        offsets = _offsets_for(alt, raw.subtype)
+        offsets = _offsets_for(function, raw.subtype)
         if offsets is None:
             continue
         data = raw.pack()
         # Offsets 0..2 are the header; a too-short descriptor must not be read as indexes.
         found.update(data[offset] for offset in offsets(data) if 3 <= offset < len(data))
     return found - {0}
-
-
-def configuration_string_indexes(config: Configuration) -> set[int]:
-    """Every non-zero string index ``config`` refers to."""
-    found = {config.i_configuration}
-    found.update(iad.i_function for iad in config.associations)
-    for alt in config.alt_settings:
-        found.add(alt.i_interface)
-        found |= class_specific_string_indexes(alt)
-    return found - {0}
-
-
-def referenced_string_indexes(
-    device: DeviceDescriptor, configurations: Sequence[Configuration]
-) -> list[int]:
-    """Sorted, unique, non-zero string indexes of the device and all its configurations."""
-    found: set[int] = {device.i_manufacturer, device.i_product, device.i_serial_number}
-    for config in configurations:
-        found |= config.string_indexes()
-    return sorted(found - {0})

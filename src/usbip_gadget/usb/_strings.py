@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from usbip_gadget._errors import DescriptorError, LocalProtocolError
 from usbip_gadget.usb._common import check_u16
 from usbip_gadget.usb._enums import DescriptorType
+from usbip_gadget.usb._layouts import STRING
 
 MAX_STRING_BYTES = 252  # bLength is one byte and even: 254 at most, 2 of them the header.
 
@@ -16,18 +17,20 @@ LANG_ID_US_ENGLISH = 0x0409
 
 def _payload(data: bytes, what: str, *, lenient: bool) -> bytes:
     """The bytes after bLength/bDescriptorType, checked (or, when lenient, trimmed)."""
-    if len(data) < 2:
+    if len(data) < STRING.size:
         raise DescriptorError(f"{what}: {len(data)} bytes, need at least 2")
-    if data[1] != DescriptorType.STRING:
-        raise DescriptorError(f"{what}: bDescriptorType is {data[1]:#04x}, expected 0x03")
+    fields = STRING.unpack(data)
+    size, dtype = fields["bLength"], fields["bDescriptorType"]
+    if dtype != DescriptorType.STRING:
+        raise DescriptorError(f"{what}: bDescriptorType is {dtype:#04x}, expected 0x03")
     if lenient:
-        end = max(2, min(data[0], len(data)))
-        return data[2 : end - (end % 2)]
-    if data[0] != len(data):
-        raise DescriptorError(f"{what}: bLength is {data[0]} but {len(data)} bytes were given")
-    if data[0] % 2:
-        raise DescriptorError(f"{what}: bLength {data[0]} is odd")
-    return data[2:]
+        end = max(STRING.size, min(size, len(data)))
+        return data[STRING.size : end - (end % 2)]
+    if size != len(data):
+        raise DescriptorError(f"{what}: bLength is {size} but {len(data)} bytes were given")
+    if size % 2:
+        raise DescriptorError(f"{what}: bLength {size} is odd")
+    return data[STRING.size :]
 
 
 def decode_string(data: bytes, *, lenient: bool = False) -> str:
@@ -52,7 +55,7 @@ def encode_string(text: str) -> bytes:
         raise LocalProtocolError(f"string cannot be encoded as UTF-16: {exc.reason}") from None
     if len(payload) > MAX_STRING_BYTES:
         raise LocalProtocolError(f"string is {len(payload)} bytes in UTF-16, at most 252 fit")
-    return bytes((len(payload) + 2, DescriptorType.STRING)) + payload
+    return STRING.pack(None, bLength=STRING.size + len(payload)) + payload
 
 
 def decode_lang_ids(data: bytes, *, lenient: bool = False) -> list[int]:
@@ -69,4 +72,4 @@ def encode_lang_ids(lang_ids: Iterable[int]) -> bytes:
     if len(ids) * 2 > MAX_STRING_BYTES:
         raise LocalProtocolError(f"{len(ids)} LANGIDs do not fit in one descriptor")
     payload = struct.pack(f"<{len(ids)}H", *ids)
-    return bytes((len(payload) + 2, DescriptorType.STRING)) + payload
+    return STRING.pack(None, bLength=STRING.size + len(payload)) + payload
