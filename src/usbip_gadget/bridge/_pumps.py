@@ -33,7 +33,7 @@ from usbip_gadget.bridge._plans import ADAPTIVE_MAX, Plan
 from usbip_gadget.client import RemoteDevice, Urb
 from usbip_gadget.gadget import GadgetEndpoint, PacketReader, QueuedWrite
 from usbip_gadget.protocol import Direction
-from usbip_gadget.usb import EndpointDescriptor, SetupPacket, Speed, TransferType
+from usbip_gadget.usb import SetupPacket, urb_interval
 
 GONE = {-errno.ENODEV, -errno.ESHUTDOWN}
 # Per-transfer errors a host controller reports and a driver retries past; any other status
@@ -47,22 +47,6 @@ MAX_RING = 128  # one-packet reads a pipelined OUT endpoint keeps queued
 QUEUED_WRITES = 2  # gadget writes an IN endpoint keeps queued beyond the one being taken
 
 Log = Callable[[str], None]
-
-
-def urb_interval(endpoint: EndpointDescriptor, speed: int) -> int:
-    """``urb->interval`` for a periodic endpoint, as Linux drivers set it (usb_fill_int_urb).
-
-    High speed and faster count in microframes, 2^(bInterval-1); full/low-speed interrupt
-    endpoints in frames, bInterval; full-speed isochronous in frames, 2^(bInterval-1).
-    A server's usb_submit_urb refuses 0 for a periodic endpoint (EINVAL).
-    """
-    kind = endpoint.transfer_type
-    if kind not in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS):
-        return 0
-    b_interval = max(1, endpoint.b_interval)
-    if speed >= Speed.HIGH or kind == TransferType.ISOCHRONOUS:
-        return 1 << (min(b_interval, 16) - 1)
-    return b_interval
 
 
 async def clear_remote_halt(remote: RemoteDevice, address: int) -> None:
@@ -404,5 +388,4 @@ __all__ = [
     "PipelinedOutPump",
     "clear_remote_halt",
     "make_pump",
-    "urb_interval",
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from usbip_gadget.usb import Layout
+
 EP0_PACKET = 64  # gadget->ep0->maxpacket of high-speed controllers (dwc2, dummy_hcd)
 USB_2_0 = 0x0200
 
@@ -34,13 +36,24 @@ class Patched:
         self.notes: dict[int, tuple[str, str]] = {}
 
     def set(self, offset: int, value: int, field: str, why: str) -> None:
+        """Byte ``offset`` becomes ``value`` (if the bytes reach that far)."""
         if offset < len(self.data) and self.data[offset] != value:
             self.data[offset] = value
             self.notes[offset] = (field, why)
 
-    def set_u16(self, offset: int, value: int, field: str, why: str) -> None:
-        self.set(offset, value & 0xFF, field, why)
-        self.set(offset + 1, value >> 8, field, why)
+    def put(
+        self, at: int, layout: Layout, spec: str, value: int, why: str, label: str = ""
+    ) -> None:
+        """Field ``spec`` of the ``layout`` descriptor starting at ``at`` becomes ``value``
+        (little-endian, as wide as the field); the change is noted as ``label`` + ``spec``."""
+        start = at + layout.offset_of(spec)
+        for i in range(layout.size_of(spec)):
+            self.set(start + i, (value >> (8 * i)) & 0xFF, label + spec, why)
+
+    def get(self, at: int, layout: Layout, spec: str) -> int:
+        """Field ``spec`` of the ``layout`` descriptor starting at ``at``, as it is now."""
+        start = at + layout.offset_of(spec)
+        return int.from_bytes(self.data[start : start + layout.size_of(spec)], "little")
 
 
 def descriptors(raw: bytes) -> Iterator[tuple[int, bytes]]:

@@ -30,9 +30,9 @@ from enum import IntFlag
 
 from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
 from usbip_gadget.gadget._remap import interface_numbers, string_indexes
-from usbip_gadget.gadget._speeds import as_full_speed, as_high_speed, is_periodic
 from usbip_gadget.usb import (
     LANG_ID_US_ENGLISH,
+    ClassCode,
     Configuration,
     DescriptorType,
     EndpointDescriptor,
@@ -40,6 +40,9 @@ from usbip_gadget.usb import (
     InterfaceDescriptor,
     RawDescriptor,
     Speed,
+    TransferType,
+    as_full_speed,
+    as_high_speed,
     class_name,
 )
 
@@ -47,9 +50,7 @@ DESCRIPTORS_MAGIC_V2 = 3
 STRINGS_MAGIC = 2
 MAX_ENDPOINTS = 30  # __ffs_data_do_entity: eps_count >= FFS_MAX_EPS_COUNT (31) is EINVAL
 
-HID_CLASS = 0x03
-CCID_CLASS = 0x0B
-_CLASS_DESCRIPTOR_SIZES = {HID_CLASS: 9, CCID_CLASS: 54}
+_CLASS_DESCRIPTOR_SIZES: dict[int, int] = {ClassCode.HID: 9, ClassCode.SMART_CARD: 54}
 _SS_COMPANION = struct.Struct("<BBBBH")
 _LE32 = struct.Struct("<I")
 
@@ -147,7 +148,8 @@ def _companion(ep: EndpointDescriptor) -> bytes:
     for raw in ep.extra:
         if raw.b_descriptor_type == DescriptorType.SS_ENDPOINT_COMPANION:
             return raw.pack()
-    per_interval = ep.max_packet_size if is_periodic(ep) else 0
+    periodic = ep.transfer_type in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS)
+    per_interval = ep.max_packet_size if periodic else 0
     return _SS_COMPANION.pack(6, DescriptorType.SS_ENDPOINT_COMPANION, 0, 0, per_interval)
 
 

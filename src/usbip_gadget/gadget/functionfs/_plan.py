@@ -11,7 +11,14 @@ from usbip_gadget.gadget._differences import (
     differences,
 )
 from usbip_gadget.gadget._remap import interface_numbers
-from usbip_gadget.usb import DescriptorType, DeviceSnapshot
+from usbip_gadget.usb import (
+    DescriptorType,
+    DeviceDescriptor,
+    DeviceSnapshot,
+    InterfaceDescriptor,
+)
+
+_NUMBER = InterfaceDescriptor.LAYOUT.offset_of("bInterfaceNumber")
 
 
 def functionfs_differences(
@@ -21,17 +28,18 @@ def functionfs_differences(
     config = snapshot.configurations[config_index]
     remote = snapshot.device_raw + snapshot.configurations_raw[config_index]
     shown = Patched(remote, 0)
-    shown.set_u16(2, USB_2_0, "bcdUSB", "the composite layer reports USB 2.0 (2.01 with LPM)")
-    shown.set(7, EP0_PACKET, "bMaxPacketSize0", "the controller's ep0 packet size")
-    shown.set(17, 1, "bNumConfigurations", "one configuration is replayed")
+    device = DeviceDescriptor.LAYOUT
+    shown.put(0, device, "bcdUSB", USB_2_0, "the composite layer reports USB 2.0 (2.01 with LPM)")
+    shown.put(0, device, "bMaxPacketSize0", EP0_PACKET, "the controller's ep0 packet size")
+    shown.put(0, device, "bNumConfigurations", 1, "one configuration is replayed")
     numbers = interface_numbers(config)
     base = len(snapshot.device_raw)
     raw = snapshot.configurations_raw[config_index]
     for at, desc in descriptors(raw):
-        if desc[1] == DescriptorType.INTERFACE and len(desc) > 2:
-            local = numbers.get(desc[2], desc[2])
+        if desc[1] == DescriptorType.INTERFACE and len(desc) > _NUMBER:
+            local = numbers.get(desc[_NUMBER], desc[_NUMBER])
             why = "the composite layer numbers from 0"
-            shown.set(base + at + 2, local, "bInterfaceNumber", why)
+            shown.put(base + at, InterfaceDescriptor.LAYOUT, "bInterfaceNumber", local, why)
     found = differences(remote, bytes(shown.data), shown.notes)
     return found, [
         "FunctionFS: string indexes and endpoint addresses are assigned by the kernel when "

@@ -32,13 +32,16 @@ from usbip_gadget.gadget._differences import (
     descriptors,
     differences,
 )
-from usbip_gadget.gadget._speeds import as_full_speed, as_high_speed
 from usbip_gadget.gadget.gadgetfs._endpoints import EndpointSlot
 from usbip_gadget.usb import (
+    Configuration,
     DescriptorType,
+    DeviceDescriptor,
     DeviceSnapshot,
     EndpointDescriptor,
     Speed,
+    as_full_speed,
+    as_high_speed,
 )
 
 TAG_DESCRIPTORS = 0
@@ -47,7 +50,7 @@ CONTROL_LIMIT = 256  # RBUF_SIZE: the most a GadgetFS control IN answer carries
 WRITE_LIMIT = 16384  # the largest descriptor write ep0 takes (4 pages)
 REMOTE_WAKEUP = 0x20
 _U32 = struct.Struct("<I")
-_ENDPOINT_SIZE = 7
+_ENDPOINT_SIZE = EndpointDescriptor.LAYOUT.size  # the 7-byte form GadgetFS takes
 
 
 # -- descriptors ---------------------------------------------------------------------------
@@ -159,11 +162,11 @@ def gadgetfs_layout(
 
 def _device(raw: bytes) -> Patched:
     device = Patched(raw, 0)
-    device.set_u16(2, USB_2_0, "bcdUSB", "GadgetFS reports USB 2.0")
-    device.set(
-        7, EP0_PACKET, "bMaxPacketSize0", "the controller's ep0 packet size (GadgetFS sets it)"
-    )
-    device.set(17, 1, "bNumConfigurations", "GadgetFS offers one configuration")
+    fields = DeviceDescriptor.LAYOUT
+    device.put(0, fields, "bcdUSB", USB_2_0, "GadgetFS reports USB 2.0")
+    ep0_why = "the controller's ep0 packet size (GadgetFS sets it)"
+    device.put(0, fields, "bMaxPacketSize0", EP0_PACKET, ep0_why)
+    device.put(0, fields, "bNumConfigurations", 1, "GadgetFS offers one configuration")
     return device
 
 
@@ -181,29 +184,26 @@ def _config(
             continue  # no SuperSpeed at GadgetFS's speeds
         kept += desc
     out = Patched(bytes(kept), base)
-    out.set_u16(2, len(kept), "wTotalLength", why or "SuperSpeed companions dropped")
-    if len(out.data) > 7:
-        out.set(
-            7,
-            out.data[7] & ~REMOTE_WAKEUP,
-            "bmAttributes",
-            "remote wakeup cleared: GadgetFS refuses it (it cannot signal one)",
-        )
+    config = Configuration.LAYOUT
+    out.put(0, config, "wTotalLength", len(kept), why or "SuperSpeed companions dropped")
+    if len(out.data) > config.offset_of("bmAttributes"):
+        attributes = out.get(0, config, "bmAttributes") & ~REMOTE_WAKEUP
+        wakeup = "remote wakeup cleared: GadgetFS refuses it (it cannot signal one)"
+        out.put(0, config, "bmAttributes", attributes, wakeup)
     for at, desc in descriptors(bytes(out.data)):
         if desc[1] != DescriptorType.ENDPOINT or len(desc) < _ENDPOINT_SIZE:
             continue
         ep = EndpointDescriptor.parse(bytes([_ENDPOINT_SIZE]) + desc[1:_ENDPOINT_SIZE])
         slot = slots.get(ep.b_endpoint_address)
-        name = f"endpoint 0x{ep.b_endpoint_address:02x}"
+        name = f"endpoint 0x{ep.b_endpoint_address:02x} "
+        fields = EndpointDescriptor.LAYOUT
         if slot is not None:
-            out.set(
-                at + 2,
-                slot.local,
-                f"{name} bEndpointAddress",
-                f"the controller has no free endpoint {ep.number} of this kind ({slot.file} used)",
+            moved_why = (
+                f"the controller has no free endpoint {ep.number} of this kind ({slot.file} used)"
             )
+            out.put(at, fields, "bEndpointAddress", slot.local, moved_why, name)
         if convert is not None:
             moved = convert(ep)
-            out.set_u16(at + 4, moved.w_max_packet_size, f"{name} wMaxPacketSize", why)
-            out.set(at + 6, moved.b_interval, f"{name} bInterval", why)
+            out.put(at, fields, "wMaxPacketSize", moved.w_max_packet_size, why, name)
+            out.put(at, fields, "bInterval", moved.b_interval, why, name)
     return out
