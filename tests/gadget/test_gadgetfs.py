@@ -4,7 +4,7 @@ The model keeps what the kernel keeps: a queue of 12-byte events whose reads end
 SETUP and put ep0 in its SETUP state; in that state a read is the data stage (a stall for an IN
 request, the acknowledgement when of length 0, the OUT data otherwise) and a write answers an
 IN request or stalls an OUT one. Endpoint files are /dev/null descriptors whose configuration
-writes are recorded.
+writes are recorded. The gadget makes its system calls on the model through ``Syscalls``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,12 @@ import trio.testing
 
 from tests.usb.vectors import CDC_ECM_CONFIG, MASS_STORAGE_DEVICE
 from usbip_gadget.gadget import KNOWN_ENDPOINT_FILES, Ep0EventType
-from usbip_gadget.gadget.gadgetfs import GadgetFsGadget, gadgetfs_layout, map_endpoints
-from usbip_gadget.gadget.gadgetfs import _gadget as _gadgetfs
+from usbip_gadget.gadget.gadgetfs import (
+    GadgetFsGadget,
+    Syscalls,
+    gadgetfs_layout,
+    map_endpoints,
+)
 from usbip_gadget.usb import DeviceSnapshot, SetupPacket, Speed
 
 CONNECT, DISCONNECT, SETUP = 1, 2, 3
@@ -54,7 +57,7 @@ class Ep0Model:
             self.out_data = data
         os.write(self.wake_w, b"x")
 
-    # -- the backend's side (the os functions it calls)
+    # -- the backend's side (the system calls it makes)
     def read(self, fd: int, length: int) -> bytes:
         assert fd == self.wake_r
         if self.fail_next_read is not None:
@@ -109,20 +112,21 @@ class Ep0Model:
     def set_blocking(self, fd: int, blocking: bool) -> None:
         pass
 
+    def syscalls(self) -> Syscalls:
+        """The gadget's system calls, made on this model (its endpoint files' closes too)."""
+        return Syscalls(
+            read=self.read,
+            write=self.write,
+            open=self.open,
+            close=self.close,
+            set_blocking=self.set_blocking,
+            blocking_read=self.read,
+        )
+
 
 @pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ep0Model]:
+def model() -> Iterator[Ep0Model]:
     fake = Ep0Model()
-    patched = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os)})
-    for name in ("read", "write", "open", "set_blocking"):
-        setattr(patched, name, getattr(fake, name))
-    monkeypatch.setattr(_gadgetfs, "os", patched)
-    # Endpoint files are closed by EndpointFile, shared by both backends.
-    from usbip_gadget.gadget import _endpoint_file
-
-    closing = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os)})
-    closing.close = fake.close
-    monkeypatch.setattr(_endpoint_file, "os", closing)
     yield fake
     os.close(fake.wake_r)
     os.close(fake.wake_w)
@@ -132,7 +136,8 @@ def make_gadget(model: Ep0Model) -> GadgetFsGadget:
     snapshot = DeviceSnapshot.from_raw("1-1", Speed.HIGH, MASS_STORAGE_DEVICE, (CDC_ECM_CONFIG,))
     config = snapshot.configurations[0]
     slots = map_endpoints(config, KNOWN_ENDPOINT_FILES["dummy_udc"])
-    return GadgetFsGadget(model.wake_r, MOUNT, config, gadgetfs_layout(snapshot, slots))
+    layout = gadgetfs_layout(snapshot, slots)
+    return GadgetFsGadget(model.wake_r, MOUNT, config, layout, model.syscalls())
 
 
 def kinds(events: list[Any]) -> list[Ep0EventType]:

@@ -8,7 +8,8 @@ left, and the next write waits for an earlier one to finish, so order is kept.
 ``interrupt`` sends the thread a signal. GadgetFS (``ep_io``) dequeues the request when its
 wait is interrupted and returns EINTR (or the data that arrived first); the calls go through
 libc directly, as Python would restart them. That frees an endpoint that must be closed and
-reopened (an alternate setting switched) while the host sends nothing.
+reopened (an alternate setting switched) while the host sends nothing. Waiting for the
+interrupted call to end is awaited: the loop runs meanwhile.
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ class Outstanding:
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pthread_kill(ident, INTERRUPT)
 
-    def join(self, timeout: float) -> bool:
-        """Wait (blocking) for the call to end; True if it did."""
-        return self._finished.wait(timeout)
+    async def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the call to end, the loop running meanwhile; True if
+        it did. Not cancelled from outside: a caller that must know waits its time."""
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            await self._done.wait()
+        return self.finished
 
 
 async def _finish(call: Outstanding) -> bytes | int:
@@ -145,13 +149,13 @@ class ThreadedFile:
         assert isinstance(count, int)
         return count
 
-    def interrupt(self, patience: float = 1.0) -> None:
+    async def interrupt(self, patience: float = 1.0) -> None:
         """Interrupt the calls still blocked and wait up to ``patience`` s for them to end."""
         for call in (self._reading, self._writing):
             tries = max(1, int(patience / _INTERRUPT_EVERY_S))
             while call is not None and not call.finished and tries:
                 call.interrupt()  # again if it arrived before the call blocked
-                call.join(_INTERRUPT_EVERY_S)
+                await call.join(_INTERRUPT_EVERY_S)
                 tries -= 1
 
 

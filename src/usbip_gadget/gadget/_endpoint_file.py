@@ -38,13 +38,20 @@ class EndpointFile:
     """
 
     def __init__(
-        self, fd: int, descriptor: EndpointDescriptor, path: Path, aio: Aio | None = None
+        self,
+        fd: int,
+        descriptor: EndpointDescriptor,
+        path: Path,
+        aio: Aio | None = None,
+        *,
+        release: Callable[[int], None] = os.close,
     ) -> None:
         self._fd = fd
         self._descriptor = descriptor
         self._path = path
         self._aio = aio
         self._threaded = ThreadedFile(fd) if aio is None else None
+        self._release = release  # closes the descriptor (a model's close in tests)
 
     @property
     def descriptor(self) -> EndpointDescriptor:
@@ -116,14 +123,15 @@ class EndpointFile:
             raise self._error(exc, "cannot halt: ") from None
         raise GadgetError(f"{self._path}: the kernel did not halt the endpoint")
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the file (GadgetFS disables the endpoint when it is released, which waits
-        for calls still blocked on it: they are interrupted first)."""
+        for calls still blocked on it: they are interrupted first, for a bounded time that
+        cancellation does not cut short, so the file is always closed)."""
         if self._threaded is not None:
-            self._threaded.interrupt()
+            await self._threaded.interrupt()
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
-            os.close(fd)
+            self._release(fd)
 
     def _error(self, exc: OSError, doing: str = "") -> GadgetError:
         # EAGAIN: a non-blocking file whose endpoint is not enabled (f_fs would wait for it).

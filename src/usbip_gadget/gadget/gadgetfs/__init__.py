@@ -1,7 +1,9 @@
 """The GadgetFS backend: descriptors served as written, one whole controller (inode.c).
 
 What GadgetFS shows the host (``_layout``), which controller endpoint file carries which
-remote endpoint (``_endpoints``), and the plugged gadget. May import the standard library,
+remote endpoint (``_endpoints``), ep0 as a state machine without I/O (``_ep0``, with its
+events, actions and state in ``_ep0_*``), the plugged gadget that performs its system calls
+(``_gadget``) and plugging it in and out (``_plug``). May import the standard library,
 trio, ``usbip_gadget._errors``, ``_groups``, ``usb`` and the shared modules of
 ``usbip_gadget.gadget`` (never the package itself, ``functionfs`` or anything above the
 gadget layer).
@@ -16,13 +18,14 @@ from usbip_gadget.gadget.gadgetfs._endpoints import (
     remote_endpoints,
     same_endpoint_addresses,
 )
-from usbip_gadget.gadget.gadgetfs._gadget import GadgetFsGadget, open_gadgetfs_gadget
+from usbip_gadget.gadget.gadgetfs._gadget import GadgetFsGadget, Syscalls
 from usbip_gadget.gadget.gadgetfs._layout import (
     CONTROL_LIMIT,
     GadgetFsLayout,
     gadgetfs_layout,
     gadgetfs_reasons,
 )
+from usbip_gadget.gadget.gadgetfs._plug import open_gadgetfs_gadget
 
 __all__ = [
     "CONTROL_LIMIT",
@@ -32,6 +35,7 @@ __all__ = [
     "EndpointSlot",
     "GadgetFsGadget",
     "GadgetFsLayout",
+    "Syscalls",
     "gadgetfs_layout",
     "gadgetfs_reasons",
     "map_endpoints",
