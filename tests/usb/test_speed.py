@@ -13,6 +13,7 @@ from usbip_gadget.usb import (
     TransferType,
     as_full_speed,
     as_high_speed,
+    both_speeds,
     urb_interval,
 )
 
@@ -128,3 +129,19 @@ def test_urb_interval(ep: EndpointDescriptor, speed: Speed, interval: int) -> No
 def test_periodic_endpoints_never_get_interval_zero(ep: EndpointDescriptor, speed: Speed) -> None:
     periodic = ep.transfer_type in (TransferType.INTERRUPT, TransferType.ISOCHRONOUS)
     assert (urb_interval(ep, int(speed)) > 0) == periodic
+
+
+@given(endpoint_descriptors(), st.sampled_from(Speed))
+def test_both_speeds_describes_the_endpoint_at_each_link_speed(
+    ep: EndpointDescriptor, speed: Speed
+) -> None:
+    to_full, to_high = both_speeds(speed)
+    full = ep if to_full is None else to_full(ep)
+    high = ep if to_high is None else to_high(ep)
+    if speed == Speed.HIGH:
+        assert (full, high) == (as_full_speed(ep), ep)
+    elif speed in (Speed.LOW, Speed.FULL):
+        assert (full, high) == (ep, as_high_speed(ep, speed))
+    else:
+        assert high == as_high_speed(ep, speed)
+        assert full == as_full_speed(high)

@@ -43,7 +43,7 @@ from usbip_gadget.usb._raw import RawDescriptor, split_descriptors
 from usbip_gadget.usb._render import class_name, describe_endpoint, render_tree
 from usbip_gadget.usb._setup import SetupPacket
 from usbip_gadget.usb._snapshot import DeviceSnapshot
-from usbip_gadget.usb._speed import as_full_speed, as_high_speed, urb_interval
+from usbip_gadget.usb._speed import as_full_speed, as_high_speed, both_speeds, urb_interval
 from usbip_gadget.usb._strings import (
     LANG_ID_US_ENGLISH,
     decode_lang_ids,
@@ -80,6 +80,7 @@ __all__ = [
     "as_full_speed",
     "as_high_speed",
     "bos_total_length",
+    "both_speeds",
     "class_name",
     "config_total_length",
     "decode_lang_ids",

@@ -11,6 +11,7 @@ differ too: bulk 64 bytes at full speed and 512 at high speed (§5.8.3), interru
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from usbip_gadget.usb._config import EndpointDescriptor
 from usbip_gadget.usb._enums import Speed, TransferType
@@ -70,3 +71,18 @@ def urb_interval(endpoint: EndpointDescriptor, speed: int) -> int:
     if speed >= Speed.HIGH or kind == TransferType.ISOCHRONOUS:
         return 1 << (min(b_interval, 16) - 1)
     return b_interval
+
+
+Convert = Callable[[EndpointDescriptor], EndpointDescriptor]
+
+
+def both_speeds(speed: Speed) -> tuple[Convert | None, Convert | None]:
+    """How an endpoint of a device running at ``speed`` is described at full speed and at
+    high speed, a gadget offering both: (full, high), None where it stays as it is."""
+    if speed == Speed.HIGH:
+        return as_full_speed, None
+    if speed in (Speed.LOW, Speed.FULL):
+        return None, lambda ep: as_high_speed(ep, speed)
+    return (lambda ep: as_full_speed(as_high_speed(ep, speed))), (
+        lambda ep: as_high_speed(ep, speed)
+    )

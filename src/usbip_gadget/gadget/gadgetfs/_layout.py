@@ -40,8 +40,7 @@ from usbip_gadget.usb import (
     DeviceSnapshot,
     EndpointDescriptor,
     Speed,
-    as_full_speed,
-    as_high_speed,
+    both_speeds,
 )
 
 TAG_DESCRIPTORS = 0
@@ -77,14 +76,19 @@ class GadgetFsLayout:
         local = dataclasses.replace(
             remote, b_endpoint_address=self.slots[remote.b_endpoint_address].local, extra=()
         )
-        if self.speed == Speed.HIGH:
-            full, high = as_full_speed(local), local
-        elif self.speed in (Speed.LOW, Speed.FULL):
-            full, high = local, as_high_speed(local, self.speed)
-        else:
-            high = as_high_speed(local, self.speed)
-            full = as_full_speed(high)
+        to_full, to_high = both_speeds(self.speed)
+        full = local if to_full is None else to_full(local)
+        high = local if to_high is None else to_high(local)
         return _U32.pack(TAG_ENDPOINT) + _seven(full) + _seven(high)
+
+
+def _high_speed_why(speed: Speed) -> str:
+    """Why the host, served at high speed, reads endpoint fields other than the remote's."""
+    if speed == Speed.HIGH:
+        return ""
+    if speed in (Speed.LOW, Speed.FULL):
+        return "a full-speed device is offered at high speed too (GadgetFS needs both)"
+    return "GadgetFS runs at high speed at most"
 
 
 def _seven(ep: EndpointDescriptor) -> bytes:
@@ -124,29 +128,9 @@ def gadgetfs_layout(
     device = _device(snapshot.device_raw)
     raw = snapshot.configurations_raw[config_index]
     base = len(snapshot.device_raw)
-    if snapshot.speed == Speed.HIGH:
-        high = _config(raw, base, slots, None, "")
-        full = _config(raw, base, slots, as_full_speed, "")
-    elif snapshot.speed in (Speed.LOW, Speed.FULL):
-        full = _config(raw, base, slots, None, "")
-        high = _config(
-            raw,
-            base,
-            slots,
-            lambda ep: as_high_speed(ep, snapshot.speed),
-            "a full-speed device is offered at high speed too (GadgetFS needs both)",
-        )
-    else:
-        high = _config(
-            raw,
-            base,
-            slots,
-            lambda ep: as_high_speed(ep, snapshot.speed),
-            "GadgetFS runs at high speed at most",
-        )
-        full = _config(
-            raw, base, slots, lambda ep: as_full_speed(as_high_speed(ep, snapshot.speed)), ""
-        )
+    to_full, to_high = both_speeds(snapshot.speed)
+    high = _config(raw, base, slots, to_high, _high_speed_why(snapshot.speed))
+    full = _config(raw, base, slots, to_full, "")
     remote = snapshot.device_raw + raw
     shown = bytes(device.data) + bytes(high.data)
     notes = {**device.notes, **{base + k: v for k, v in high.notes.items()}}
