@@ -10,7 +10,8 @@ import trio
 
 from tests.server.harness import RawClient, disk
 from usbip_gadget.cli import _parser, _serve_until_signal, main
-from usbip_gadget.server import FakeSource, Selection
+from usbip_gadget.server import Selection
+from usbip_gadget.testing import FakeSource
 
 pytestmark = pytest.mark.timeout(30)
 
