@@ -39,7 +39,8 @@ from usbip_gadget.bridge._plans import Plan, StreamPlan
 from usbip_gadget.bridge._pumps import make_pump
 from usbip_gadget.client import RemoteDevice, open_connection, open_remote_device
 from usbip_gadget.gadget import GadgetEndpoint
-from usbip_gadget.server import FakeDevice, FakeSource, Moved, Selection, serve
+from usbip_gadget.server import Moved, Selection, serve
+from usbip_gadget.testing import FakeDevice, FakeSource
 from usbip_gadget.usb import DescriptorType, DeviceSnapshot, EndpointDescriptor, SetupPacket, Speed
 
 BUSID = "1-1"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from tests.bridge.fakes import FakeRemote, Reply
+from usbip_gadget.testing import FakeRemote, Reply
 from usbip_gadget.usb import RequestType, SetupPacket
 
 BLOCK = 512

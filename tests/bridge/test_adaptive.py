@@ -13,12 +13,12 @@ import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.bridge.fakes import host_reads, lengths, packets_of
-from tests.bridge.test_bridge import BULK_IN, BULK_OUT, INTERRUPT_IN, TIMEOUT, bridged
+from tests.bridge.test_bridge import BULK_IN, BULK_OUT, INTERRUPT_IN, TIMEOUT, bridged, lengths
 from tests.bridge.test_bridge import vendor_remote as _vendor_remote
 from usbip_gadget.bridge import AdaptivePlan, describe_plans, plans_for
 from usbip_gadget.bridge._plans import ADAPTIVE_MAX, STUCK_AFTER
 from usbip_gadget.gadget._backend import runs
+from usbip_gadget.testing import host_reads, packets_of
 from usbip_gadget.usb import EndpointDescriptor, parse_configuration
 
 from ..usb.vectors import MASS_STORAGE_CONFIG

@@ -1,14 +1,15 @@
 """A real ``Bridge`` between a ``FakeGadget`` (the host's side) and a packet-level remote device.
 
-The remote (``tests.bridge.fakes.FakeRemote``) is served over USB/IP on in-memory streams and
+The remote (``usbip_gadget.testing.FakeRemote``) is served over USB/IP on in-memory streams and
 completes URBs as a host controller would, so what the host reads through the bridge can be
 compared with what it would read from the device plugged in directly.
 """
 
 from __future__ import annotations
 
+import errno
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,21 +32,30 @@ from tests.bridge.fake_disk import (
     read10,
     write10,
 )
-from tests.bridge.fakes import ECONNRESET, FakeRemote, Reply, host_reads, lengths, packets_of
 from tests.calls import Call
 from tests.client.fakes import disk
 from tests.usb.vectors import MASS_STORAGE_CONFIG
 from usbip_gadget import RemoteProtocolError, TransportError
 from usbip_gadget.bridge import CONTROL_TIMEOUT, DEFAULT_DEPTH, Bridge
 from usbip_gadget.client import RemoteDevice, open_remote_device
-from usbip_gadget.protocol import RetSubmit, RetUnlink
-from usbip_gadget.testing import FakeGadget, FakeHost, HostBabble, HostStall
-from usbip_gadget.testing._host import DEFAULT_HOST_TIMEOUT
+from usbip_gadget.protocol import CmdSubmit, RetSubmit, RetUnlink
+from usbip_gadget.testing import (
+    DEFAULT_HOST_TIMEOUT,
+    FakeGadget,
+    FakeHost,
+    FakeRemote,
+    HostBabble,
+    HostStall,
+    Reply,
+    host_reads,
+    packets_of,
+)
 from usbip_gadget.usb import DeviceSnapshot, RequestType, SetupPacket, Speed
 
 pytestmark = pytest.mark.timeout(30)
 
 T = TypeVar("T")
+ECONNRESET = -errno.ECONNRESET
 TIMEOUT = 10
 
 IN_VENDOR_DEVICE = RequestType.IN | RequestType.VENDOR | RequestType.DEVICE
@@ -65,6 +75,11 @@ VENDOR_CONFIG = bytes.fromhex(
     "0705830308000a"  # interrupt IN 0x83, 8 bytes
 )
 BULK_IN, BULK_OUT, INTERRUPT_IN = 0x81, 0x02, 0x83
+
+
+def lengths(cmds: Sequence[CmdSubmit]) -> list[int]:
+    """transfer_buffer_length of each command."""
+    return [cmd.transfer_buffer_length for cmd in cmds]
 
 
 def vendor_remote() -> FakeRemote:

@@ -22,7 +22,8 @@ from usbip_gadget.protocol import (
     OpStatus,
     Role,
 )
-from usbip_gadget.server import FakeDevice, FakeSource, Selection, ServeOptions, Server
+from usbip_gadget.server import Selection, ServeOptions, Server
+from usbip_gadget.testing import FakeDevice, FakeSource
 from usbip_gadget.usb import DeviceSnapshot, Speed
 
 MemoryStream = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]

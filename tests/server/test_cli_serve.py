@@ -12,7 +12,8 @@ from tests.server.harness import RawClient, disk
 from usbip_gadget.cli import main
 from usbip_gadget.cli._commands import _serve_until_signal
 from usbip_gadget.cli._parser import build_parser
-from usbip_gadget.server import FakeSource, Selection
+from usbip_gadget.server import Selection
+from usbip_gadget.testing import FakeSource
 
 pytestmark = pytest.mark.timeout(30)
 

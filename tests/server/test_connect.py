@@ -25,8 +25,9 @@ from usbip_gadget.protocol import (
     UnexportReply,
     UnexportRequest,
 )
-from usbip_gadget.server import ExportError, FakeSource
+from usbip_gadget.server import ExportError
 from usbip_gadget.server._connect import connect
+from usbip_gadget.testing import FakeSource
 from usbip_gadget.usb import DescriptorType, SetupPacket
 
 pytestmark = pytest.mark.timeout(30)

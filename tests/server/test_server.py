@@ -33,12 +33,12 @@ from usbip_gadget.protocol import (
 )
 from usbip_gadget.server import (
     ExportError,
-    FakeSource,
     Selection,
     ServeOptions,
     Server,
     serve,
 )
+from usbip_gadget.testing import FakeSource
 from usbip_gadget.usb import DescriptorType, SetupPacket, Speed
 
 pytestmark = pytest.mark.timeout(30)

@@ -22,7 +22,8 @@ from usbip_gadget.protocol import (
     RetUnlink,
     TransferFlags,
 )
-from usbip_gadget.server import STALL_MARK, FakeDevice, Reply, ServeOptions
+from usbip_gadget.server import ServeOptions
+from usbip_gadget.testing import STALL_MARK, FakeDevice, Reply
 from usbip_gadget.usb import DescriptorType, Request, SetupPacket
 
 pytestmark = pytest.mark.timeout(30)

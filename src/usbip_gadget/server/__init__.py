@@ -1,8 +1,8 @@
 """The USB/IP server: exports local USB devices to any USB/IP client, on trio and pyusb.
 
 ``serve`` listens and serves; ``Server`` handles connections (over TCP or any trio stream);
-a ``DeviceSource`` provides the devices: ``PyusbSource`` (libusb-1.0) for real ones, or the
-in-memory ``FakeSource`` for tests.
+a ``DeviceSource`` provides the devices: ``PyusbSource`` (libusb-1.0) for real ones (the
+in-memory ``FakeSource`` for tests is in ``usbip_gadget.testing``).
 
 The device side of USB/IP: may import the standard library, trio, pyusb, ``usbip_gadget._errors``,
 ``_groups``, ``_net``, ``protocol`` and ``usb``; never the host controller (``client``), the
@@ -11,7 +11,6 @@ gadget, the bridge or the command line.
 
 from usbip_gadget._errors import ExportError
 from usbip_gadget.server._connect import connect
-from usbip_gadget.server._fake import STALL_MARK, FakeDevice, FakeSource, Reply, packets_of
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._pyusb import PyusbDevice, PyusbSource
 from usbip_gadget.server._select import HUB_CLASS, Selection, check_busid, parse_vid_pid
@@ -22,24 +21,19 @@ from usbip_gadget.server._transfer import standard_request
 __all__ = [
     "DEFAULT_BIND",
     "HUB_CLASS",
-    "STALL_MARK",
     "DeviceSource",
     "EndpointInfo",
     "ExportError",
-    "FakeDevice",
-    "FakeSource",
     "LocalDevice",
     "Moved",
     "PyusbDevice",
     "PyusbSource",
-    "Reply",
     "Selection",
     "ServeOptions",
     "Server",
     "check_busid",
     "connect",
     "device_name",
-    "packets_of",
     "parse_vid_pid",
     "serve",
     "standard_request",

@@ -5,38 +5,27 @@
 endpoints. Standard requests are answered here, as the UDC and composite.c would, and never
 reach the gadget's ep0 events; everything else becomes a SETUP event (see ``FakeGadget``).
 
-What the host sees (``HostView``) follows configfs and composite.c: the device descriptor with
-bMaxPacketSize0 64 and one configuration; string ids allocated in bind order — 1..3 for the
-device strings (when the device has any), then iConfiguration, then the function's strings;
-interfaces renumbered 0..n-1; endpoint addresses kept (``FUNCTIONFS_VIRTUAL_ADDR``). Not
-modelled: speed conversions of the descriptors, the device qualifier, BOS and other-speed
-configuration (requests for them stall), the device string ids configfs allocates for strings
-it has no text for (those fields read 0 here).
+What the host reads is a ``HostView`` (``_view``); requests for what it does not model stall.
+The host drives the function through ``Function`` and ``FunctionEndpoint``: what the UDC and
+composite.c reach of ``FakeGadget`` and its endpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
 from usbip_gadget._errors import UsbipGadgetError
-from usbip_gadget.gadget import (
-    Ep0EventType,
-    Remap,
-    endpoint_addresses,
-    interface_numbers,
-    string_indexes,
-)
+from usbip_gadget.gadget import Ep0EventType, Remap
+from usbip_gadget.testing._view import HostView
 from usbip_gadget.usb import (
-    LANG_ID_US_ENGLISH,
     Configuration,
     DescriptorType,
-    DeviceDescriptor,
-    DeviceSnapshot,
+    EndpointDescriptor,
     FeatureSelector,
     Request,
     RequestType,
@@ -46,11 +35,7 @@ from usbip_gadget.usb import (
     encode_string,
 )
 
-if TYPE_CHECKING:
-    from usbip_gadget.testing._gadget import FakeEndpoint, FakeGadget
-
 DEFAULT_HOST_TIMEOUT = 5.0
-EP0_MAX_PACKET = 64
 _SELF_POWERED = 0x40  # bmAttributes D6 (USB 2.0 §9.6.3)
 
 
@@ -96,74 +81,40 @@ class Control:
         return self.result
 
 
-@dataclass(frozen=True, slots=True)
-class HostView:
-    """Descriptors and strings as the host reads them, and ``remap``: remote → host numbers."""
+class FunctionEndpoint(Protocol):
+    """A data endpoint as the UDC reaches it (``FakeEndpoint``)."""
 
-    remap: Remap
-    device: bytes
-    configuration: bytes
-    languages: tuple[int, ...]
-    strings: Mapping[int, Mapping[int, str]]  # LANGID → host string id → text
+    @property
+    def descriptor(self) -> EndpointDescriptor: ...
 
+    @property
+    def halted(self) -> bool: ...
 
-class _StringIds:
-    """Allocates host string ids in the order configfs, composite.c and f_fs bind them."""
+    async def _host_in(self, length: int) -> bytes: ...
 
-    def __init__(self, snapshot: DeviceSnapshot) -> None:
-        self._texts = snapshot.strings
-        extra = sorted(set(snapshot.strings) - set(snapshot.lang_ids))
-        # build_strings: with no language at all, the function's strings are empty US English.
-        self.languages = (*snapshot.lang_ids, *extra) or (LANG_ID_US_ENGLISH,)
-        self.table: dict[int, dict[int, str]] = {lang: {} for lang in self.languages}
-        self.next_id = 1
+    async def _host_out(self, data: bytes, *, zero_packet: bool) -> None: ...
 
-    def has_text(self, remote: int) -> bool:
-        """True when some language has text for remote string ``remote``."""
-        return remote != 0 and any(self._texts.get(lang, {}).get(remote) for lang in self._texts)
-
-    def device(self, device: DeviceDescriptor) -> dict[str, int]:
-        """configfs: ids 1..3 for manufacturer, product and serial number when there is text."""
-        fields = ("i_manufacturer", "i_product", "i_serial_number")
-        remote = [getattr(device, name) for name in fields]
-        if not any(self.has_text(index) for index in remote):
-            return dict.fromkeys(fields, 0)
-        self.next_id = len(fields) + 1
-        return {
-            name: self.add(index, local=slot) if self.has_text(index) else 0
-            for slot, (name, index) in enumerate(zip(fields, remote, strict=True), start=1)
-        }
-
-    def add(self, remote: int, *, local: int | None = None, pad: bool = False) -> int:
-        """Give ``remote`` a host id; ``pad`` gives every language a text, as f_fs does."""
-        if local is None:
-            local, self.next_id = self.next_id, self.next_id + 1
-        for lang in self.languages:
-            text = self._texts.get(lang, {}).get(remote)
-            if text or pad:
-                self.table[lang][local] = text or ""
-        return local
+    def _set_halt(self, halted: bool) -> None: ...
 
 
-def host_view(snapshot: DeviceSnapshot, config: Configuration) -> HostView:
-    """What a host enumerating the gadget replaying ``config`` of ``snapshot`` reads."""
-    ids = _StringIds(snapshot)
-    device_ids = ids.device(snapshot.device)
-    config_id = ids.add(config.i_configuration) if ids.has_text(config.i_configuration) else 0
-    function = {remote: ids.add(remote, pad=True) for remote in string_indexes(config)}
-    remap = Remap.from_kernel(
-        config,
-        interface_numbers=range(len(interface_numbers(config))),
-        endpoint_addresses=endpoint_addresses(config),
-        strings=function,
-    )
-    descriptor = bytearray(remap.descriptor_to_local(config.pack()))
-    descriptor[6] = config_id  # iConfiguration: configfs's id, whatever the function's are
-    device = dataclasses.replace(
-        snapshot.device, b_max_packet_size0=EP0_MAX_PACKET, b_num_configurations=1, **device_ids
-    )
-    languages = tuple(lang for lang, texts in ids.table.items() if texts)
-    return HostView(remap, device.pack(), bytes(descriptor), languages, ids.table)
+class Function(Protocol):
+    """The function as the UDC and composite.c reach it (``FakeGadget``)."""
+
+    @property
+    def configuration(self) -> Configuration: ...
+
+    @property
+    def ep0_remap(self) -> Remap: ...
+
+    def find_endpoint(self, address: int) -> FunctionEndpoint | None: ...
+
+    def endpoint(self, address: int) -> FunctionEndpoint: ...
+
+    def _add_event(self, kind: Ep0EventType, control: Control | None = None) -> None: ...
+
+    def _set_alt(self) -> None: ...
+
+    def _disable_function(self) -> None: ...
 
 
 def _check_data(setup: SetupPacket, data: bytes) -> None:
@@ -184,7 +135,7 @@ class FakeHost:
     ``remote_wakeup``. ``timeout`` bounds the wait for the gadget's answer to a control request.
     """
 
-    def __init__(self, gadget: FakeGadget, view: HostView, *, timeout: float) -> None:
+    def __init__(self, gadget: Function, view: HostView, *, timeout: float) -> None:
         self._gadget = gadget
         self.view = view
         self.timeout = timeout
@@ -273,7 +224,7 @@ class FakeHost:
         """An OUT URB: ``data`` as packets (plus a ZLP with ``zero_packet``), all taken."""
         await self._data_endpoint(address, is_in=False)._host_out(data, zero_packet=zero_packet)
 
-    def _data_endpoint(self, address: int, *, is_in: bool) -> FakeEndpoint:
+    def _data_endpoint(self, address: int, *, is_in: bool) -> FunctionEndpoint:
         self._check_attached()
         endpoint = self._gadget.find_endpoint(address)
         if endpoint is None or endpoint.descriptor.is_in != is_in:
@@ -402,7 +353,7 @@ class FakeHost:
             return b""
         raise HostStall(f"device feature {setup.w_value}")
 
-    def _endpoint(self, setup: SetupPacket) -> FakeEndpoint | None:
+    def _endpoint(self, setup: SetupPacket) -> FunctionEndpoint | None:
         """The endpoint wIndex names; None for ep0. Others exist only when configured."""
         address = setup.w_index & 0xFF
         if address & 0x7F == 0:
@@ -432,3 +383,16 @@ def _compose(first: Iterable[tuple[int, int]], second: Iterable[tuple[int, int]]
     """a → c for the pairs (a, b) of ``first`` and (b, c) of ``second``."""
     then = dict(second)
     return {a: then[b] for a, b in first if b in then}
+
+
+__all__ = [
+    "DEFAULT_HOST_TIMEOUT",
+    "Control",
+    "FakeHost",
+    "Function",
+    "FunctionEndpoint",
+    "HostBabble",
+    "HostError",
+    "HostStall",
+    "HostTimeout",
+]

@@ -1,13 +1,14 @@
-"""An in-memory device source whose devices behave like real ones behind libusb.
+"""An in-memory device source for the USB/IP server, whose devices behave like real ones
+behind libusb.
 
-``FakeDevice`` is built from a ``DeviceSnapshot`` and implements ``LocalDevice``; its calls
-block like libusb's synchronous ones (the server calls them from worker threads) and the
-device model is driven from any thread or task:
+``FakeDevice`` is built from a ``DeviceSnapshot`` and implements the server's ``LocalDevice``;
+its calls block like libusb's synchronous ones (the server calls them from worker threads)
+and the device model is driven from any thread or task. Packets follow ``_packets``:
 
-- IN: each endpoint has a stream of packets (``send_in``, ``feed``). A read collects
-  packets until a short one (a zero-length packet included) or until it is full; a packet
-  larger than the room left completes it with -EOVERFLOW (babble) and is lost, as on a bus.
-  When the timeout expires, the read returns -ETIMEDOUT with the packets it took.
+- IN: each endpoint has a stream of packets (``send_in``, ``feed``). A read is an
+  ``InTransfer`` filled from it: it ends at a short packet or when full, babble (-EOVERFLOW)
+  loses the packet. When the timeout expires, the read returns -ETIMEDOUT with the packets
+  it took.
 - OUT: each packet the device accepts is recorded (``out_packets``). ``hold_out`` makes it
   NAK after a number of packets; a write then returns -ETIMEDOUT with what was accepted.
 - Halts: ``stall`` puts a stall into an IN stream (the packets before it are delivered
@@ -28,13 +29,21 @@ from __future__ import annotations
 import errno
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from enum import Enum
 
 from usbip_gadget._errors import ExportError
 from usbip_gadget.protocol import ExportedDevice, InterfaceInfo, UsbDevice
-from usbip_gadget.server._source import EndpointInfo, Moved
+from usbip_gadget.server import EndpointInfo, Moved
+from usbip_gadget.testing._packets import (
+    STALL_MARK,
+    STALLED,
+    ControlHandler,
+    EndpointQueue,
+    InTransfer,
+    Reply,
+    Stall,
+    packets_of,
+)
 from usbip_gadget.usb import (
     Configuration,
     DescriptorType,
@@ -45,31 +54,7 @@ from usbip_gadget.usb import (
     encode_string,
 )
 
-ENODEV, EPIPE, EOVERFLOW = -errno.ENODEV, -errno.EPIPE, -errno.EOVERFLOW
-ETIMEDOUT, EINVAL = -errno.ETIMEDOUT, -errno.EINVAL
-
-
-class Reply(Enum):
-    """A device model's non-data answers to a control request."""
-
-    STALL = "stall"
-    HOLD = "hold"
-
-
-class _Stall:
-    """The device stalls here in an IN packet stream."""
-
-
-STALL_MARK = _Stall()
-ControlHandler = Callable[[SetupPacket, bytes], bytes | Reply]
-
-
-def packets_of(data: bytes, max_packet: int, *, zlp: bool = False) -> list[bytes]:
-    """``data`` as a device sends it: full packets, a short last one, a ZLP if asked."""
-    packets = [data[at : at + max_packet] for at in range(0, len(data), max_packet)] or [b""]
-    if zlp and data and len(data) % max_packet == 0:
-        packets.append(b"")
-    return packets
+ENODEV, ETIMEDOUT, EINVAL = -errno.ENODEV, -errno.ETIMEDOUT, -errno.EINVAL
 
 
 class FakeDevice:
@@ -97,8 +82,7 @@ class FakeDevice:
         self.claimed = False
         self.open_error: ExportError | None = None
         self._detached: dict[int, str] = {}
-        self._in: dict[int, deque[bytes | _Stall]] = {}
-        self._halted: set[int] = set()
+        self._queues: dict[int, EndpointQueue] = {}
         self._out_credit: dict[int, int] = {}
         self._cond = threading.Condition()
 
@@ -108,15 +92,17 @@ class FakeDevice:
 
     # -- the device model (any thread) ----------------------------------------------------
 
-    def feed(self, address: int, *packets: bytes | _Stall) -> None:
+    def feed(self, address: int, *packets: bytes | Stall) -> None:
         """Queue packets (or ``STALL_MARK``) on IN endpoint ``address``."""
         with self._cond:
-            self._in.setdefault(address, deque()).extend(packets)
+            self._queue(address).feed(*packets)
             self._cond.notify_all()
 
     def send_in(self, address: int, data: bytes, *, zlp: bool = False) -> None:
         """Queue ``data`` on IN endpoint ``address`` as the device would packetize it."""
-        self.feed(address, *packets_of(data, self._max_packet(address), zlp=zlp))
+        with self._cond:
+            self._queue(address).send(data, zlp=zlp)
+            self._cond.notify_all()
 
     def stall(self, address: int) -> None:
         """IN: a stall after the packets already queued. OUT: halt at once."""
@@ -124,7 +110,7 @@ class FakeDevice:
             self.feed(address, STALL_MARK)
             return
         with self._cond:
-            self._halted.add(address)
+            self._queue(address).halted = True
             self._cond.notify_all()
 
     def hold_out(self, address: int, packets: int | None) -> None:
@@ -152,7 +138,7 @@ class FakeDevice:
     def pending_in(self, address: int) -> int:
         """Packets (and stalls) still waiting in the device on IN ``address``."""
         with self._cond:
-            return len(self._in.get(address, ()))
+            return len(self._queues.get(address, ()))
 
     # -- what the device source reports ---------------------------------------------------
 
@@ -198,35 +184,25 @@ class FakeDevice:
 
     def read(self, address: int, length: int, timeout: float) -> Moved:
         deadline = time.monotonic() + timeout
-        got = bytearray()
+        transfer = InTransfer(length, self._max_packet(address))
         with self._cond:
             while True:
-                status = self._take_in(address, length, got)
+                status = self._take_in(address, transfer)
                 if status is not None:
-                    return Moved.received(bytes(got), status)
+                    return Moved.received(bytes(transfer.data), status)
                 if not self._wait(deadline):
-                    return Moved.received(bytes(got), ETIMEDOUT)
+                    return Moved.received(bytes(transfer.data), ETIMEDOUT)
 
-    def _take_in(self, address: int, length: int, got: bytearray) -> int | None:
-        """Collect what is queued into ``got``; the status once the read is over."""
-        stream = self._in.setdefault(address, deque())
-        while True:
-            if not self.present:
-                return ENODEV
-            if address in self._halted:
-                return EPIPE
-            if not stream:
-                return None
-            item = stream.popleft()
+    def _take_in(self, address: int, transfer: InTransfer) -> int | None:
+        """Fill ``transfer`` from what is queued; the status once the read is over."""
+        if not self.present:
+            return ENODEV
+        queue = self._queue(address)
+        waiting = len(queue)
+        status = queue.fill(transfer)
+        if len(queue) != waiting:
             self._cond.notify_all()  # for wait_for
-            if isinstance(item, _Stall):
-                self._halted.add(address)
-                continue
-            if len(item) > length - len(got):
-                return EOVERFLOW
-            got += item
-            if len(item) < self._max_packet(address) or len(got) == length:
-                return 0
+        return status
 
     def write(self, address: int, data: bytes, timeout: float) -> Moved:
         deadline = time.monotonic() + timeout
@@ -234,8 +210,8 @@ class FakeDevice:
         sent = 0
         with self._cond:
             while True:
-                if not self.present or address in self._halted:
-                    status = ENODEV if not self.present else EPIPE
+                if not self.present or self._queue(address).halted:
+                    status = ENODEV if not self.present else STALLED
                     return Moved(status, length=sum(len(p) for p in packets[:sent]))
                 sent += self._accept(address, packets[sent:])
                 if sent == len(packets):
@@ -267,7 +243,7 @@ class FakeDevice:
                     pass
                 return Moved(ENODEV if not self.present else ETIMEDOUT)
         if answer is Reply.STALL:
-            return Moved(EPIPE)
+            return Moved(STALLED)
         if setup.is_in:
             return Moved.received(answer[: setup.w_length])
         return Moved(0, length=len(data))
@@ -303,7 +279,7 @@ class FakeDevice:
 
         def apply() -> None:
             self.configuration, self.alternates = value, {}
-            self._halted.clear()
+            self._clear_halts()
 
         return self._request(("set_configuration", value), value in values, apply)
 
@@ -318,10 +294,13 @@ class FakeDevice:
         return self._request(("set_interface", interface, alternate), ok, apply)
 
     def clear_halt(self, address: int) -> int:
-        return self._request(("clear_halt", address), True, lambda: self._halted.discard(address))
+        def apply() -> None:
+            self._queue(address).halted = False
+
+        return self._request(("clear_halt", address), True, apply)
 
     def reset(self) -> int:
-        return self._request(("reset",), True, self._halted.clear)
+        return self._request(("reset",), True, self._clear_halts)
 
     def _request(self, record: tuple[object, ...], ok: bool, apply: Callable[[], None]) -> int:
         with self._cond:
@@ -350,6 +329,16 @@ class FakeDevice:
             self.claimed = False
 
     # -- internals ------------------------------------------------------------------------
+
+    def _queue(self, address: int) -> EndpointQueue:
+        queue = self._queues.get(address)
+        if queue is None:
+            queue = self._queues[address] = EndpointQueue(self._max_packet(address))
+        return queue
+
+    def _clear_halts(self) -> None:
+        for queue in self._queues.values():
+            queue.halted = False
 
     def _max_packet(self, address: int) -> int:
         for config in self.snapshot.configurations:

@@ -1,12 +1,13 @@
-"""A packet-level USB device behind a USB/IP server, for the bridge tests.
+"""A packet-level USB device behind a USB/IP server, for testing USB/IP clients.
 
 ``FakeRemote`` serves one device over our own sans-I/O ``Connection(Role.DEVICE)``. It
-completes URBs the way a host controller under ``usbip-host`` would:
+completes URBs the way a host controller under ``usbip-host`` would, packets following
+``_packets``:
 
 - IN: each endpoint has a stream of packets the device model feeds (``send_in``, ``feed``).
-  The oldest IN URB collects packets until a short packet (a zero-length one included) or
-  until it is full; a packet larger than the room left completes it with -EOVERFLOW. Packets
-  wait in the device until an IN URB asks for them, as they wait in a device's FIFO.
+  The oldest IN URB is an ``InTransfer`` filled from it: it ends at a short packet (a
+  zero-length one included) or when full, babble completes it with -EOVERFLOW. Packets wait
+  in the device until an IN URB asks for them, as they wait in a device's FIFO.
 - OUT: each URB is recorded with its exact bytes (``out_urbs``), completed in full, and then
   handed to the device model (``on_out``). ``hold_out`` makes the device NAK: OUT URBs stay
   queued until ``release_out``.
@@ -20,30 +21,21 @@ completes URBs the way a host controller under ``usbip-host`` would:
 - CMD_UNLINK of a queued URB answers RET_UNLINK -ECONNRESET (and no RET_SUBMIT follows); of
   one already answered, RET_UNLINK 0.
 
-Every message received is logged with its trio time (``received``), every answer too
-(``sent``); ``wait_until`` waits, without polling, for a condition on that state.
-
-``host_reads`` is the same host controller run directly on a packet stream: what a host
-with the device plugged straight in would read.
+Serving, logging and waiting are ``DeviceConnection``'s: every message received is logged
+with its trio time (``received``), every answer too (``sent``); ``wait_until`` waits, without
+polling, for a condition on that state.
 """
 
 from __future__ import annotations
 
 import errno
-import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
-
-import trio
 
 from usbip_gadget.protocol import (
-    CLOSED,
-    NEED_DATA,
     CmdSubmit,
     CmdUnlink,
-    Connection,
     Direction,
     ImportReply,
     ImportRequest,
@@ -51,9 +43,18 @@ from usbip_gadget.protocol import (
     OpStatus,
     RetSubmit,
     RetUnlink,
-    Role,
-    Sentinel,
     UsbDevice,
+)
+from usbip_gadget.testing._connection import DeviceConnection, endpoint_address
+from usbip_gadget.testing._packets import (
+    STALL_MARK,
+    STALLED,
+    ControlHandler,
+    EndpointQueue,
+    InTransfer,
+    Reply,
+    Stall,
+    packets_of,
 )
 from usbip_gadget.usb import (
     DeviceSnapshot,
@@ -64,64 +65,13 @@ from usbip_gadget.usb import (
     SetupPacket,
 )
 
-EPIPE = -errno.EPIPE
-EOVERFLOW = -errno.EOVERFLOW
 ECONNRESET = -errno.ECONNRESET
-
-
-class Reply(Enum):
-    """A device model's non-data answers to a control request."""
-
-    STALL = "stall"
-    HOLD = "hold"
-
-
-class _Stall:
-    """The device stalls here in an IN packet stream."""
-
-
-STALL_MARK = _Stall()
-ControlHandler = Callable[[SetupPacket, bytes], bytes | Reply]
 OutHandler = Callable[[int, bytes], None]
-
-
-def packets_of(data: bytes, max_packet: int, *, zlp: bool = False) -> list[bytes]:
-    """``data`` as a device sends it: full packets, a short last one, a ZLP if asked."""
-    packets = [data[at : at + max_packet] for at in range(0, len(data), max_packet)] or [b""]
-    if zlp and data and len(data) % max_packet == 0:
-        packets.append(b"")
-    return packets
-
-
-def host_reads(
-    packets: Iterable[bytes], max_packet: int, lengths: Iterable[int]
-) -> list[tuple[int, bytes]]:
-    """(length, data) of the IN transfers a directly attached host reads from ``packets``.
-
-    One transfer per element of ``lengths`` until the packets run out; a transfer that meets
-    a packet larger than its room left reads ``b"babble"``. The packets must end short.
-    """
-    stream = deque(packets)
-    reads = []
-    for length in lengths:
-        if not stream:
-            break
-        collected = b""
-        while True:
-            packet = stream.popleft()
-            if len(packet) > length - len(collected):
-                collected = b"babble"
-                break
-            collected += packet
-            if len(packet) < max_packet or len(collected) == length:
-                break
-        reads.append((length, collected))
-    return reads
 
 
 def _check(condition: bool, what: str) -> None:
     if not condition:
-        raise AssertionError(what)
+        raise ValueError(what)
 
 
 @dataclass
@@ -129,12 +79,14 @@ class RemoteEndpoint:
     """One endpoint of the remote device, as the device and its host controller hold it."""
 
     descriptor: EndpointDescriptor
-    packets: deque[bytes | _Stall] = field(default_factory=deque)
+    queue: EndpointQueue = field(init=False)  # the device's side
     urbs: deque[CmdSubmit] = field(default_factory=deque)
-    collected: bytearray = field(default_factory=bytearray)
-    halted: bool = False
+    transfer: InTransfer | None = None  # the oldest IN URB's packets so far
     frozen: bool = False  # the controller's queue after an -EPIPE, until usb_clear_halt
     peak: int = 0  # the most URBs ever queued at once
+
+    def __post_init__(self) -> None:
+        self.queue = EndpointQueue(self.descriptor.max_packet_size)
 
     @property
     def address(self) -> int:
@@ -142,25 +94,27 @@ class RemoteEndpoint:
 
     @property
     def max_packet(self) -> int:
-        return max(1, self.descriptor.max_packet_size)
+        return self.queue.max_packet
 
     @property
     def is_in(self) -> bool:
         return self.descriptor.is_in
 
+    @property
+    def packets(self) -> deque[bytes | Stall]:
+        """IN packets (and stalls) the device has not sent yet."""
+        return self.queue.items
 
-@dataclass(frozen=True)
-class Logged:
-    """A message the server received or sent, and the trio time it did."""
-
-    time: float
-    message: Message
+    @property
+    def halted(self) -> bool:
+        return self.queue.halted
 
 
-class FakeRemote:
+class FakeRemote(DeviceConnection):
     """One USB device exported over USB/IP; see the module docstring."""
 
     def __init__(self, snapshot: DeviceSnapshot, *, busid: str = "1-1") -> None:
+        super().__init__()
         self.snapshot = snapshot
         self.busid = busid
         self.endpoints = {
@@ -171,82 +125,12 @@ class FakeRemote:
         self.on_control: ControlHandler = lambda setup, data: Reply.STALL
         self.on_out: OutHandler = lambda address, data: None
         self.hold_out = False
-        self.received: list[Logged] = []
-        self.sent: list[Logged] = []
         self.controls: list[tuple[SetupPacket, bytes]] = []  # every ep0 request, in order
         self.set_configurations: list[int] = []
         self.clear_halts: list[int] = []
         self.out_urbs: dict[int, list[bytes]] = {a: [] for a in self.endpoints if a < 0x80}
         self.held_controls: dict[int, CmdSubmit] = {}
         self.errors: list[str] = []
-        self._conn = Connection(Role.DEVICE)
-        self._outbox, self._outgoing = trio.open_memory_channel[bytes](math.inf)
-        self._changed = trio.lowlevel.ParkingLot()
-        self._stream: trio.abc.Stream | None = None
-        self._reading = trio.Event()
-        self._reading.set()
-        self._receiving = trio.CancelScope()
-
-    # -- serving ---------------------------------------------------------------------------
-
-    async def serve(self, stream: trio.abc.Stream) -> None:
-        """Answer the import, then URBs, until the connection ends."""
-        self._stream = stream
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._write, stream)
-            await self._read(stream)
-            nursery.cancel_scope.cancel()
-
-    async def _read(self, stream: trio.abc.Stream) -> None:
-        try:
-            while True:
-                event = self._conn.next_event()
-                if event is NEED_DATA:
-                    await self._reading.wait()
-                    if not self._reading.is_set():  # paused while this task was waking
-                        continue
-                    with trio.CancelScope() as self._receiving:  # pause() cancels it
-                        self._conn.receive_data(await stream.receive_some(65536))
-                    continue
-                if event is CLOSED:
-                    return
-                assert not isinstance(event, Sentinel)
-                self.received.append(Logged(trio.current_time(), event))
-                self._dispatch(event)
-                self._changed.unpark_all()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
-
-    async def _write(self, stream: trio.abc.Stream) -> None:
-        async for data in self._outgoing:
-            try:
-                await stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-
-    async def close(self) -> None:
-        """Close the connection, as a server that goes away does."""
-        assert self._stream is not None
-        await self._stream.aclose()
-
-    def pause(self) -> None:
-        """Stop reading from the connection (with a lockstep stream, the client's sends block)."""
-        self._reading = trio.Event()
-        self._receiving.cancel()
-
-    def resume(self) -> None:
-        self._reading.set()
-
-    def send(self, message: Message) -> None:
-        """Answer (checked by our own protocol rules, unless the test means to break them)."""
-        self._outbox.send_nowait(self._conn.send(message))
-        self.sent.append(Logged(trio.current_time(), message))
-        self._changed.unpark_all()
-
-    async def wait_until(self, condition: Callable[[], bool]) -> None:
-        """Wait until ``condition()`` holds; it is checked after every change."""
-        while not condition():
-            await self._changed.park()
 
     # -- the device model's side -----------------------------------------------------------
 
@@ -259,7 +143,7 @@ class FakeRemote:
         _check(ep.is_in, f"0x{address:02x} is not an IN endpoint")
         for packet in packets:
             _check(len(packet) <= ep.max_packet, f"{len(packet)}-byte packet on 0x{address:02x}")
-        ep.packets.extend(packets)
+        ep.queue.feed(*packets)
         self._process(ep)
 
     def send_in(self, address: int, data: bytes, *, zlp: bool = False) -> None:
@@ -270,9 +154,9 @@ class FakeRemote:
         """The device stalls ``address``: IN after the packets already fed, OUT at once."""
         ep = self.endpoint(address)
         if ep.is_in:
-            ep.packets.append(STALL_MARK)
+            ep.queue.feed(STALL_MARK)
         else:
-            ep.halted = True
+            ep.queue.halted = True
         self._process(ep)
 
     def release_out(self) -> None:
@@ -295,22 +179,6 @@ class FakeRemote:
         self.send(ret)
 
     # -- queries ---------------------------------------------------------------------------
-
-    def submits(self, address: int | None = None) -> list[CmdSubmit]:
-        """The CMD_SUBMITs received (on endpoint ``address`` if given), in order."""
-        found = [m.message for m in self.received if isinstance(m.message, CmdSubmit)]
-        if address is None:
-            return found
-        return [cmd for cmd in found if _address(cmd) == address]
-
-    def unlinks(self) -> list[CmdUnlink]:
-        return [m.message for m in self.received if isinstance(m.message, CmdUnlink)]
-
-    def answered(self, seqnum: int) -> bool:
-        """Whether a RET_SUBMIT for ``seqnum`` was sent."""
-        return any(
-            isinstance(m.message, RetSubmit) and m.message.seqnum == seqnum for m in self.sent
-        )
 
     def queued(self, address: int) -> list[int]:
         """Seqnums of the URBs queued on ``address``, oldest first."""
@@ -351,7 +219,7 @@ class FakeRemote:
         if standard == (RequestType.OUT, Request.SET_CONFIGURATION):
             self.set_configurations.append(setup.w_value)
             for ep in self.endpoints.values():  # usb_set_configuration resets every endpoint
-                ep.halted = ep.frozen = False
+                ep.queue.halted = ep.frozen = False
             self.send(RetSubmit(cmd.seqnum))
         elif standard == (RequestType.ENDPOINT, Request.CLEAR_FEATURE) and (
             setup.w_value == FeatureSelector.ENDPOINT_HALT
@@ -363,10 +231,10 @@ class FakeRemote:
     def _clear_halt(self, cmd: CmdSubmit, address: int) -> None:
         ep = self.endpoints.get(address)
         if ep is None:
-            self.send(RetSubmit(cmd.seqnum, EPIPE))
+            self.send(RetSubmit(cmd.seqnum, STALLED))
             return
         self.clear_halts.append(address)
-        ep.halted = ep.frozen = False
+        ep.queue.halted = ep.frozen = False
         self.send(RetSubmit(cmd.seqnum))
         self._process(ep)
 
@@ -374,7 +242,7 @@ class FakeRemote:
         if reply is Reply.HOLD:
             self.held_controls[cmd.seqnum] = cmd
         elif reply is Reply.STALL:
-            self.send(RetSubmit(cmd.seqnum, EPIPE))
+            self.send(RetSubmit(cmd.seqnum, STALLED))
         elif cmd.direction == Direction.IN:
             data = reply[: cmd.transfer_buffer_length]
             self.send(RetSubmit(cmd.seqnum, 0, len(data), data))
@@ -382,9 +250,9 @@ class FakeRemote:
             self.send(RetSubmit(cmd.seqnum, 0, len(cmd.data)))
 
     def _submit(self, cmd: CmdSubmit) -> None:
-        ep = self.endpoints.get(_address(cmd))
+        ep = self.endpoints.get(endpoint_address(cmd))
         if ep is None:
-            self.errors.append(f"URB for a missing endpoint 0x{_address(cmd):02x}")
+            self.errors.append(f"URB for a missing endpoint 0x{endpoint_address(cmd):02x}")
             self.send(RetSubmit(cmd.seqnum, -errno.EINVAL))
             return
         ep.urbs.append(cmd)
@@ -401,7 +269,7 @@ class FakeRemote:
             found = [cmd for cmd in ep.urbs if cmd.seqnum == target]
             if found:
                 if ep.urbs[0] is found[0]:
-                    ep.collected.clear()  # what it had collected is lost with it
+                    ep.transfer = None  # what it had collected is lost with it
                 ep.urbs.remove(found[0])
                 self.send(RetUnlink(unlink.seqnum, ECONNRESET))
                 self._process(ep)
@@ -417,7 +285,7 @@ class FakeRemote:
                 if not self._in_step(ep):
                     return
             elif ep.halted:
-                self._complete(ep, EPIPE)
+                self._complete(ep, STALLED)
             elif self.hold_out:
                 return
             else:
@@ -427,40 +295,23 @@ class FakeRemote:
                 self.on_out(ep.address, cmd.data)
 
     def _in_step(self, ep: RemoteEndpoint) -> bool:
-        """Move one packet (or the stall) into the oldest IN URB; False if none is there."""
-        if ep.halted:
-            self._complete(ep, EPIPE)
-            return True
-        if not ep.packets:
+        """Fill the oldest IN URB from the device's packets; False if it is still open."""
+        if ep.transfer is None:
+            ep.transfer = InTransfer(ep.urbs[0].transfer_buffer_length, ep.max_packet)
+        status = ep.queue.fill(ep.transfer)
+        if status is None:
             return False
-        packet = ep.packets.popleft()
-        if isinstance(packet, _Stall):
-            ep.halted = True
-            self._complete(ep, EPIPE)
-            return True
-        room = ep.urbs[0].transfer_buffer_length - len(ep.collected)
-        if len(packet) > room:
-            self._complete(ep, EOVERFLOW)
-            return True
-        ep.collected += packet
-        if len(packet) < ep.max_packet or len(packet) == room:
-            self._complete(ep, 0)
+        self._complete(ep, status)
         return True
 
     def _complete(self, ep: RemoteEndpoint, status: int) -> None:
         cmd = ep.urbs.popleft()
-        data, ep.collected = bytes(ep.collected), bytearray()
-        if status == EPIPE:
+        data = bytes(ep.transfer.data) if ep.transfer is not None else b""
+        ep.transfer = None
+        if status == STALLED:
             ep.frozen = True
         length = len(data) if ep.is_in else (len(cmd.data) if status == 0 else 0)
         self.send(RetSubmit(cmd.seqnum, status, length, data))
 
 
-def _address(cmd: CmdSubmit) -> int:
-    """The endpoint address a CMD_SUBMIT names; 0 for control URBs either way."""
-    return cmd.ep | (0x80 if cmd.direction == Direction.IN and cmd.ep else 0)
-
-
-def lengths(cmds: Sequence[CmdSubmit]) -> list[int]:
-    """transfer_buffer_length of each command."""
-    return [cmd.transfer_buffer_length for cmd in cmds]
+__all__ = ["FakeRemote", "RemoteEndpoint"]
