@@ -152,7 +152,7 @@ class FakeEndpoint:
             raise GadgetError(f"endpoint 0x{self.address:02x} is isochronous: it cannot halt")
         async with self._lock:
             await self._wait_enabled()
-            self._set_halt(True)
+            self.host_set_halt(True)
 
     async def _wrong_direction(self, what: str) -> None:
         """f_fs: I/O against the endpoint's direction halts it and fails (-EBADMSG)."""
@@ -170,7 +170,7 @@ class FakeEndpoint:
 
     # -- host side (FakeHost) --------------------------------------------------------------
 
-    async def _host_in(self, length: int) -> bytes:
+    async def host_in(self, length: int) -> bytes:
         """An IN URB: packets until a short one or ``length`` bytes."""
         async with self._host_lock:
             generation = self._host_start()
@@ -184,7 +184,7 @@ class FakeEndpoint:
                 if status is not None:
                     return bytes(transfer.data)
 
-    async def _host_out(self, data: bytes, *, zero_packet: bool) -> None:
+    async def host_out(self, data: bytes, *, zero_packet: bool) -> None:
         """An OUT URB: queue its packets and wait until the gadget has taken them."""
         async with self._host_lock:
             generation = self._host_start()
@@ -203,7 +203,7 @@ class FakeEndpoint:
         if self._halted:
             raise HostStall(f"endpoint 0x{self.address:02x} is halted")
 
-    def _set_halt(self, halted: bool) -> None:
+    def host_set_halt(self, halted: bool) -> None:
         self._halted = halted
         self._lot.unpark_all()
 

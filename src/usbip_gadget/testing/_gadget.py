@@ -169,7 +169,7 @@ class FakeGadget:
 
     # -- the function as composite.c drives it (FakeHost) ---------------------------------
 
-    def _add_event(self, kind: Ep0EventType, control: Control | None = None) -> None:
+    def host_event(self, kind: Ep0EventType, control: Control | None = None) -> None:
         """__ffs_event_add: cancel the pending SETUP, merge the queue, wake ``events()``."""
         if self._pending is not None:
             self._pending.finish(HostError(f"control transfer aborted by {kind.name}"))
@@ -184,18 +184,18 @@ class FakeGadget:
             self._queued_setup = control
         self._lot.unpark_all()
 
-    def _set_alt(self) -> None:
+    def host_set_alt(self) -> None:
         """ffs_func_set_alt(alt 0): endpoints disabled and enabled again, then ENABLE."""
         for endpoint in self._endpoints:
             endpoint._disable()
             endpoint._enable()
-        self._add_event(Ep0EventType.ENABLE)
+        self.host_event(Ep0EventType.ENABLE)
 
-    def _disable_function(self) -> None:
+    def host_disable(self) -> None:
         """ffs_func_disable: endpoints disabled, then DISABLE."""
         for endpoint in self._endpoints:
             endpoint._disable()
-        self._add_event(Ep0EventType.DISABLE)
+        self.host_event(Ep0EventType.DISABLE)
 
 
 __all__ = ["FakeGadget"]

@@ -90,11 +90,11 @@ class FunctionEndpoint(Protocol):
     @property
     def halted(self) -> bool: ...
 
-    async def _host_in(self, length: int) -> bytes: ...
+    async def host_in(self, length: int) -> bytes: ...
 
-    async def _host_out(self, data: bytes, *, zero_packet: bool) -> None: ...
+    async def host_out(self, data: bytes, *, zero_packet: bool) -> None: ...
 
-    def _set_halt(self, halted: bool) -> None: ...
+    def host_set_halt(self, halted: bool) -> None: ...
 
 
 class Function(Protocol):
@@ -110,11 +110,11 @@ class Function(Protocol):
 
     def endpoint(self, address: int) -> FunctionEndpoint: ...
 
-    def _add_event(self, kind: Ep0EventType, control: Control | None = None) -> None: ...
+    def host_event(self, kind: Ep0EventType, control: Control | None = None) -> None: ...
 
-    def _set_alt(self) -> None: ...
+    def host_set_alt(self) -> None: ...
 
-    def _disable_function(self) -> None: ...
+    def host_disable(self) -> None: ...
 
 
 def _check_data(setup: SetupPacket, data: bytes) -> None:
@@ -159,7 +159,7 @@ class FakeHost:
         """Plug in: bind the function to the UDC if it is not (BIND), then attach."""
         if not self._bound:
             self._bound = True
-            self._gadget._add_event(Ep0EventType.BIND)
+            self._gadget.host_event(Ep0EventType.BIND)
         self.attached = True
         self.address = 0
 
@@ -177,25 +177,25 @@ class FakeHost:
             self.disconnect()
         if self._bound:
             self._bound = False
-            self._gadget._add_event(Ep0EventType.UNBIND)
+            self._gadget.host_event(Ep0EventType.UNBIND)
 
     def suspend(self) -> None:
         """Bus suspend: SUSPEND, only when configured (composite_suspend)."""
         self._check_attached()
         self.suspended = True
         if self.configuration:
-            self._gadget._add_event(Ep0EventType.SUSPEND)
+            self._gadget.host_event(Ep0EventType.SUSPEND)
 
     def resume(self) -> None:
         """Bus resume: RESUME, only when configured (composite_resume)."""
         self._check_attached()
         self.suspended = False
         if self.configuration:
-            self._gadget._add_event(Ep0EventType.RESUME)
+            self._gadget.host_event(Ep0EventType.RESUME)
 
     def clear_halt(self, address: int) -> None:
         """The UDC handling CLEAR_FEATURE(ENDPOINT_HALT) on ``address``."""
-        self._gadget.endpoint(address)._set_halt(False)
+        self._gadget.endpoint(address).host_set_halt(False)
 
     # -- transfers -------------------------------------------------------------------------
 
@@ -218,11 +218,11 @@ class FakeHost:
 
     async def transfer_in(self, address: int, length: int) -> bytes:
         """An IN URB of ``length`` bytes: packets up to a short one or ``length`` bytes."""
-        return await self._data_endpoint(address, is_in=True)._host_in(length)
+        return await self._data_endpoint(address, is_in=True).host_in(length)
 
     async def transfer_out(self, address: int, data: bytes, *, zero_packet: bool = False) -> None:
         """An OUT URB: ``data`` as packets (plus a ZLP with ``zero_packet``), all taken."""
-        await self._data_endpoint(address, is_in=False)._host_out(data, zero_packet=zero_packet)
+        await self._data_endpoint(address, is_in=False).host_out(data, zero_packet=zero_packet)
 
     def _data_endpoint(self, address: int, *, is_in: bool) -> FunctionEndpoint:
         self._check_attached()
@@ -248,7 +248,7 @@ class FakeHost:
         if event_setup is None:
             raise HostStall(f"no function claims {setup}")
         control = self._control = Control(event_setup, data)
-        self._gadget._add_event(Ep0EventType.SETUP, control)
+        self._gadget.host_event(Ep0EventType.SETUP, control)
         try:
             with trio.move_on_after(self.timeout):
                 await control.done.wait()
@@ -320,11 +320,11 @@ class FakeHost:
         if value:
             self.configuration = value
             for _ in self._ep0_interfaces:
-                self._gadget._set_alt()
+                self._gadget.host_set_alt()
         return b""
 
     def _reset_config(self) -> None:
-        self._gadget._disable_function()
+        self._gadget.host_disable()
         self.configuration = 0
 
     def _interface(self, setup: SetupPacket, answer: bytes = b"") -> bytes:
@@ -338,7 +338,7 @@ class FakeHost:
         self._interface(setup)
         if setup.w_value:  # f_fs has no get_alt(): composite.c accepts only alt 0
             raise HostStall(f"alternate setting {setup.w_value} refused")
-        self._gadget._set_alt()
+        self._gadget.host_set_alt()
         return b""
 
     def _device_status(self, setup: SetupPacket) -> bytes:
@@ -375,7 +375,7 @@ class FakeHost:
             return b""
         if endpoint.descriptor.transfer_type == TransferType.ISOCHRONOUS:
             raise HostStall("isochronous endpoints have no halt feature")
-        endpoint._set_halt(setup.b_request == Request.SET_FEATURE)
+        endpoint.host_set_halt(setup.b_request == Request.SET_FEATURE)
         return b""
 
 
