@@ -37,6 +37,7 @@ ADDRESSES = (BULK_IN, BULK_OUT, INTERRUPT_IN, INTERRUPT_OUT)
 VENDOR_IN = RequestType.IN | RequestType.VENDOR | RequestType.INTERFACE
 VENDOR_OUT = RequestType.OUT | RequestType.VENDOR | RequestType.INTERFACE
 TRANSFER_TIMEOUT = 5.0
+ENABLE_TIMEOUT = 20.0  # from the host's configuration to the backend's ENABLE
 
 
 class HostDriver(Protocol):
@@ -138,6 +139,10 @@ async def run_check(check: Check, open_bed: OpenBed, timeout: float) -> None:
             ep0 = Ep0(bed.backend)
             nursery.start_soon(ep0.run)
             await bed.host.plug()
-            await ep0.wait_for(ENABLE)
+            with trio.move_on_after(ENABLE_TIMEOUT) as waiting:
+                await ep0.wait_for(ENABLE)
+            if waiting.cancelled_caught:
+                kinds = ", ".join(kind.name for kind in ep0.kinds()) or "none"
+                raise AssertionError(f"configured by the host, yet no ENABLE (events: {kinds})")
             await check(bed, ep0)
             nursery.cancel_scope.cancel()

@@ -77,12 +77,13 @@ class GadgetFsGadget:
         config: Configuration,
         layout: GadgetFsLayout,
         syscalls: Syscalls = Syscalls(),
+        machine: GadgetFsEp0 | None = None,
     ) -> None:
         self._ep0 = ep0
         self._mount = mount
         self._layout = layout
         self._sys = syscalls
-        self._machine = GadgetFsEp0(config, f"{mount}/ep0")
+        self._machine = machine or GadgetFsEp0(config, f"{mount}/ep0")
         self._open: dict[int, EndpointFile] = {}  # remote address → open endpoint
         self._nursery: trio.Nursery | None = None
         self._prefetch: trio.CancelScope | None = None
@@ -125,11 +126,8 @@ class GadgetFsGadget:
         await self._run(self._machine.stall())
 
     def claim_requests(self) -> None:
-        """Read ep0 once, at once: until its first read GadgetFS answers SET_CONFIGURATION
-        itself and stalls string and class requests. Events read now are kept."""
-        action = self._machine.claim()
-        while not isinstance(action, Idle):
-            action = self._machine.send(self._call(action))
+        """Read ep0 once, at once (see ``claim_ep0``)."""
+        claim_ep0(self._ep0, self._machine, self._sys)
 
     # ------------------------------------------------------------------ prefetch
 
@@ -284,4 +282,21 @@ class GadgetFsGadget:
             await endpoint.aclose()
 
 
-__all__ = ["GadgetFsGadget", "Syscalls"]
+def claim_ep0(ep0: int, machine: GadgetFsEp0, syscalls: Syscalls = Syscalls()) -> None:
+    """Read non-blocking ``ep0`` once (and an OUT request's data with it), feeding ``machine``:
+    until its first events read, GadgetFS answers SET_CONFIGURATION itself, telling user
+    space nothing, and stalls string and class requests. Events read now are kept."""
+    action = machine.claim()
+    while not isinstance(action, Idle):
+        try:
+            match action:
+                case ReadEp0(length):
+                    outcome: Outcome = Read(syscalls.read(ep0, length))
+                case _:
+                    raise RuntimeError(f"not a read of ep0: {action!r}")
+        except OSError as exc:
+            outcome = Failed.of(exc)
+        action = machine.send(outcome)
+
+
+__all__ = ["GadgetFsGadget", "Syscalls", "claim_ep0"]

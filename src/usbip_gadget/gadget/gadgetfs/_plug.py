@@ -21,17 +21,26 @@ from usbip_gadget._errors import GadgetError
 from usbip_gadget._groups import collapse_single
 from usbip_gadget.gadget._blocking import install_interrupt_handler
 from usbip_gadget.gadget._kernel import MOUNT_ROOT, mount_filesystem, unmount
-from usbip_gadget.gadget._udc import SYSFS_CLASS_UDC, list_udcs, udc_driver, udc_is_free
+from usbip_gadget.gadget._udc import (
+    SYSFS_CLASS_UDC,
+    list_udcs,
+    udc_driver,
+    udc_is_free,
+    udc_state,
+)
 from usbip_gadget.gadget.gadgetfs._endpoints import (
     NO_ISOCHRONOUS,
     map_endpoints,
     same_endpoint_addresses,
 )
-from usbip_gadget.gadget.gadgetfs._gadget import GadgetFsGadget
+from usbip_gadget.gadget.gadgetfs._ep0 import GadgetFsEp0
+from usbip_gadget.gadget.gadgetfs._gadget import GadgetFsGadget, Syscalls, claim_ep0
 from usbip_gadget.gadget.gadgetfs._layout import gadgetfs_layout
-from usbip_gadget.usb import DeviceSnapshot
+from usbip_gadget.usb import Configuration, DeviceSnapshot
 
 _HINT = "is gadgetfs available? (modprobe gadgetfs)"
+_PLUG_ATTEMPTS = 3
+_SYSCALLS = Syscalls()
 
 
 def gadgetfs_mounts(proc_mounts: Path = Path("/proc/mounts")) -> list[Path]:
@@ -98,35 +107,23 @@ async def open_gadgetfs_gadget(
     _check_first_free(udc, sysfs_class_udc)
     with _mounted(mount_root) as mount:
         ep0_path = mount / _ep0_name(mount)
-        try:
-            ep0 = os.open(ep0_path, os.O_RDWR | os.O_CLOEXEC)
-        except OSError as exc:
-            busy = exc.errno == errno.EBUSY
-            why = "GadgetFS is serving another gadget (one at a time)" if busy else exc.strerror
-            raise GadgetError(f"cannot open {ep0_path}: {why}") from None
+        # The addresses are checked against the real files once bound; first, a layout with
+        # the remote's own addresses gives the descriptors to bind with.
+        layout = gadgetfs_layout(snapshot, same_endpoint_addresses(config), config_index)
+        ep0, machine = plug_in(ep0_path, layout.blob(), config, udc, sysfs_class_udc)
         gadget: GadgetFsGadget | None = None
         try:
-            # The addresses are checked against the real files once bound; first, a layout
-            # with the remote's own addresses gives the descriptors to bind with.
-            layout = gadgetfs_layout(snapshot, same_endpoint_addresses(config), config_index)
-            _write(ep0, layout.blob(), ep0_path)
-            if udc_is_free(udc, sysfs_class_udc):
-                raise GadgetError(f"GadgetFS did not bind {udc}", hint=_HINT)
             files = [p.name for p in mount.iterdir() if p.name.startswith("ep")]
             iso = udc_driver(udc, sysfs_class_udc) not in NO_ISOCHRONOUS
             slots = map_endpoints(config, files, isochronous=iso)
+            layout = gadgetfs_layout(snapshot, slots, config_index)
             if any(s.local != s.remote for s in slots.values()):
-                # Rebind with the addresses the controller can give.
+                # Plug in again with the addresses the controller can give.
                 os.close(ep0)
-                ep0 = os.open(ep0_path, os.O_RDWR | os.O_CLOEXEC)
-                layout = gadgetfs_layout(snapshot, slots, config_index)
-                _write(ep0, layout.blob(), ep0_path)
-            else:
-                layout = gadgetfs_layout(snapshot, slots, config_index)
-            os.set_blocking(ep0, False)
+                ep0 = -1
+                ep0, machine = plug_in(ep0_path, layout.blob(), config, udc, sysfs_class_udc)
             install_interrupt_handler()
-            gadget = GadgetFsGadget(ep0, mount, config, layout)
-            gadget.claim_requests()
+            gadget = GadgetFsGadget(ep0, mount, config, layout, machine=machine)
             with collapse_single():
                 async with trio.open_nursery() as nursery:
                     gadget.run_prefetch_in(nursery)
@@ -138,12 +135,60 @@ async def open_gadgetfs_gadget(
             if gadget is not None:
                 with trio.CancelScope(shield=True):
                     await gadget.close_endpoints()
-            os.close(ep0)  # unbinds: the host sees the unplug
+            if ep0 >= 0:
+                os.close(ep0)  # unbinds: the host sees the unplug
 
 
-def _write(ep0: int, blob: bytes, path: Path) -> None:
+def plug_in(
+    ep0_path: Path,
+    blob: bytes,
+    config: Configuration,
+    udc: str,
+    sysfs_class_udc: Path = SYSFS_CLASS_UDC,
+    syscalls: Syscalls = _SYSCALLS,
+) -> tuple[int, GadgetFsEp0]:
+    """Open ep0, write ``blob`` (which binds the controller and connects) and claim ep0's
+    requests (``claim_ep0``) right away, well inside the host's connect debounce (100 ms).
+    Should the host still have configured the device first, GadgetFS has answered that
+    itself and user space would never hear of it: plug in again."""
+    for _ in range(_PLUG_ATTEMPTS):
+        ep0 = _open_ep0(ep0_path, syscalls)
+        machine = GadgetFsEp0(config, f"{ep0_path.parent}/ep0")
+        try:
+            _write(ep0, blob, ep0_path, syscalls)
+            syscalls.set_blocking(ep0, False)
+            claim_ep0(ep0, machine, syscalls)
+            _check_bound(udc, sysfs_class_udc)
+        except BaseException:
+            syscalls.close(ep0)
+            raise
+        if udc_state(udc, sysfs_class_udc) != "configured":
+            return ep0, machine
+        syscalls.close(ep0)
+    raise GadgetError(
+        f"the host configured the device on {udc} before GadgetFS passed its requests on, "
+        f"{_PLUG_ATTEMPTS} times",
+        hint="is the machine overloaded?",
+    )
+
+
+def _check_bound(udc: str, sysfs_class_udc: Path) -> None:
+    if udc_is_free(udc, sysfs_class_udc):
+        raise GadgetError(f"GadgetFS did not bind {udc}", hint=_HINT)
+
+
+def _open_ep0(ep0_path: Path, syscalls: Syscalls) -> int:
     try:
-        os.write(ep0, blob)
+        return syscalls.open(ep0_path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        busy = exc.errno == errno.EBUSY
+        why = "GadgetFS is serving another gadget (one at a time)" if busy else exc.strerror
+        raise GadgetError(f"cannot open {ep0_path}: {why}") from None
+
+
+def _write(ep0: int, blob: bytes, path: Path, syscalls: Syscalls) -> None:
+    try:
+        syscalls.write(ep0, blob)
     except OSError as exc:
         why = "no free USB device controller" if exc.errno == errno.ENODEV else exc.strerror
         raise GadgetError(f"GadgetFS refused the descriptors ({path}: {why})") from None
