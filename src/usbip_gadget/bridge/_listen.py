@@ -3,7 +3,9 @@ OP_REQ_EXPORT; it is replayed on the UDC and bridged exactly as ``attach`` does,
 connection. OP_REQ_UNEXPORT or a dropped connection unplugs it; then the next offer is taken.
 
 One controller replays one device: an offer that arrives while another is plugged is refused
-with OP_REP_EXPORT status "device busy".
+with OP_REP_EXPORT status "device busy". An offer carries no interface classes, so the device
+policy is applied once the accepted device is enumerated: a refused device is dropped with a
+log line, as any other that cannot be replayed, and the next offer is taken.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from usbip_gadget._net import accepted_peer
 from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._plans import EXACT
+from usbip_gadget.bridge._policy import NO_RULES, DeviceGate, DevicePolicy
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import RemoteDevice, accept_offer, receive_offer, refuse_offer
 from usbip_gadget.gadget import Backend, choose_udc, list_udcs
@@ -38,6 +41,8 @@ class ListenOptions:
     timeout: float = 10.0
     backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
+    policy: DevicePolicy = NO_RULES
+    allow_dfu: bool = False
 
 
 BridgeFn = Callable[[RemoteDevice, Plug, str, Log, trio.Event], Awaitable[None]]
@@ -51,9 +56,11 @@ class Listener:
         self, options: ListenOptions, udc: str, log: Log, bridge: BridgeFn = plug_and_bridge
     ) -> None:
         self.options = options
+        # Offers are independent devices: the gate pins nothing (a different device may come).
         self.plug = Plug(
-            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs
-        )
+            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs,
+            gate=DeviceGate(options.policy), allow_dfu=options.allow_dfu,
+        )  # fmt: skip
         self.log = log
         self.bridge = bridge
         self.busy = trio.Lock()

@@ -16,6 +16,7 @@ from usbip_gadget._errors import GadgetError, NoBackend, UsbipGadgetError
 from usbip_gadget._groups import collapse_single
 from usbip_gadget.bridge import (
     AttachOptions,
+    DevicePolicy,
     ListenOptions,
     attach,
     describe_plans,
@@ -108,12 +109,16 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     options = AttachOptions(
         host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
         reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
-        bulk_urbs=args.bulk_urbs,
+        bulk_urbs=args.bulk_urbs, policy=_device_policy(args), allow_dfu=args.allow_dfu,
     )  # fmt: skip
     if args.dry_run:
         return _print_plan(args, as_json=False)
     _run(lambda: _until_signal(partial(attach, options, log=_log), "unplugging"))
     return 0
+
+
+def _device_policy(args: argparse.Namespace) -> DevicePolicy:
+    return DevicePolicy.of(args.allow, args.allow_class)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -127,20 +132,22 @@ def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
     driver = udc_driver(udc)
     files = KNOWN_ENDPOINT_FILES.get(driver or "")
     snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    verdict = _device_policy(args).verdict(snapshot)
     try:
         plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)
     except NoBackend as exc:
         if not as_json:
             raise
-        print(json.dumps({"backend": None, "refused": exc.one_line()}, indent=2))
+        refused = {"backend": None, "refused": exc.one_line(), "policy": verdict.to_json()}
+        print(json.dumps(refused, indent=2))
         return 1
     urbs = describe_plans(snapshot.configurations[0], args.bulk_urbs)
     if as_json:
-        print(json.dumps({**plan_json(plan), "urbs": urbs}, indent=2))
+        print(json.dumps({**plan_json(plan), "urbs": urbs, "policy": verdict.to_json()}, indent=2))
     else:
-        lines = [*render_plan(plan), "URBs per endpoint:", *(f"  {line}" for line in urbs)]
-        print(_printable("\n".join(lines)))
-    return 0
+        urb_lines = ["URBs per endpoint:", *(f"  {line}" for line in urbs)]
+        print(_printable("\n".join([*render_plan(plan), verdict.line(), *urb_lines])))
+    return 0 if verdict.allowed else 1
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -177,6 +184,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     options = ListenOptions(
         args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
         timeout=args.timeout, backend=args.backend, bulk_urbs=args.bulk_urbs,
+        policy=_device_policy(args), allow_dfu=args.allow_dfu,
     )  # fmt: skip
     _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
     return 0

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from usbip_gadget import __version__
 from usbip_gadget._errors import UsbipGadgetError
-from usbip_gadget.bridge import BULK_URBS, DEFAULT_DEPTH, DEFAULT_LISTEN
+from usbip_gadget.bridge import BULK_URBS, DEFAULT_DEPTH, DEFAULT_LISTEN, parse_class_rule
 from usbip_gadget.gadget import Backend
 from usbip_gadget.protocol import DEFAULT_PORT
 from usbip_gadget.server import DEFAULT_BIND, check_busid, parse_vid_pid
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_attach.add_argument("server", metavar="HOST[:PORT]")
     p_attach.add_argument("busid")
     _add_gadget_options(p_attach)
+    _add_policy_options(p_attach)
     p_attach.add_argument(
         "--reconnect", action="store_true", help="when the device goes away, wait for it"
     )
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p_plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _add_bulk_urbs(p_plan)
+    _add_device_rules(p_plan)
     _serve_parser(sub)
     _connect_parsers(sub)
     return parser
@@ -148,6 +150,30 @@ def _add_bulk_urbs(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_device_rules(parser: argparse.ArgumentParser) -> None:
+    """Which devices may be plugged (attach, listen, plan)."""
+    parser.add_argument(
+        "--allow", type=_argument(parse_vid_pid), action="append", default=[],
+        metavar="VID:PID", help="plug the device with this idVendor:idProduct, HID included"
+        " (repeatable); once any rule is given, only devices a rule admits are plugged",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-class", type=_argument(parse_class_rule), action="append", default=[],
+        metavar="CLASS[:SUB[:PROTO]]", help="plug devices whose every interface matches one"
+        " of these rules (hex, like 08 or 03:01:01; repeatable); without a rule of class 03"
+        " no HID device (keyboard, mouse) is plugged",
+    )  # fmt: skip
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    """Which devices may be plugged and which of the host's requests reach them."""
+    _add_device_rules(parser)
+    parser.add_argument(
+        "--allow-dfu", action="store_true",
+        help="pass the host's DFU (firmware update) requests to the device (refused by default)",
+    )  # fmt: skip
+
+
 def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     p_listen = sub.add_parser(
         "listen", help="wait for a device side to offer a device (connect), and bridge it"
@@ -158,6 +184,7 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     )  # fmt: skip
     p_listen.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
     _add_gadget_options(p_listen)
+    _add_policy_options(p_listen)
     p_connect = sub.add_parser(
         "connect", help="offer a local USB device to a listening gadget side, and serve it"
     )
