@@ -19,13 +19,13 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
+from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
     RemoteDevice,
     enumerate_device,
-    open_connection,
     open_remote_device,
 )
 from usbip_gadget.gadget import Backend, choose_udc, list_udcs, open_gadget
@@ -50,6 +50,7 @@ class AttachOptions:
     timeout: float = 10.0
     backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
+    transport: Transport = PLAIN
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
@@ -71,7 +72,9 @@ async def attach(options: AttachOptions, *, log: Log) -> None:
 
 
 async def _attach_once(options: AttachOptions, udc: str, log: Log, plugged: trio.Event) -> None:
-    stream = await open_connection(options.host, options.port, timeout=options.timeout)
+    stream = await dial(
+        options.host, options.port, timeout=options.timeout, transport=options.transport
+    )
     async with (
         stream,
         open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
