@@ -1,16 +1,26 @@
-"""TCP at the edge, for both sides: trio and OS errors become ours here, and nowhere else."""
+"""TCP at the edge, for both sides: trio and OS errors become ours here, and nowhere else.
+
+A ``Transport`` says what rides on the TCP connection: USB/IP itself (the default, what
+Linux's ``usbipd`` and ``usbip`` speak), mutual TLS (``_tls``), WebSocket messages (``_ws``),
+or WebSocket over mutual TLS. ``dial`` and ``accept`` do the handshakes, with deadlines, and
+hand the layers above an already wrapped ``trio.abc.Stream``.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import trio
 
 from usbip_gadget._errors import TransportError, UsbipGadgetError, UsbipTimeout
+from usbip_gadget._tls import Tls, load_tls, tls_handshake
+from usbip_gadget._ws import ws_accept, ws_connect
 from usbip_gadget.protocol import DEFAULT_PORT
 
 
@@ -109,3 +119,112 @@ async def open_connection(host: str, port: int, *, timeout: float) -> trio.Socke
         return stream
     assert scope.cancelled_caught
     raise UsbipTimeout(f"{what}: no answer within {timeout:g} s")
+
+
+@dataclass(frozen=True, slots=True)
+class Transport:
+    """What rides on TCP: ``tls`` (mutual TLS when set), then, when ``websocket`` names a
+    resource path ("/usbip"), WebSocket binary messages; USB/IP straight on TCP by default."""
+
+    tls: Tls | None = None
+    websocket: str | None = None
+
+    def describe(self) -> str:
+        """``TCP``, ``TLS``, ``ws`` or ``wss``: for the log."""
+        if self.websocket is not None:
+            return "wss" if self.tls else "ws"
+        return "TLS" if self.tls else "TCP"
+
+
+PLAIN = Transport()
+
+
+async def dial(
+    host: str, port: int, *, timeout: float, transport: Transport = PLAIN
+) -> trio.abc.Stream:
+    """``open_connection``, then ``transport``'s handshakes, each within ``timeout``."""
+    tcp = await open_connection(host, port, timeout=timeout)
+    stream: trio.abc.Stream = tcp
+    peer = format_address((host, port))
+    try:
+        if transport.tls is not None:
+            stream = await tls_handshake(
+                stream, transport.tls, peer=peer, host=host, timeout=timeout
+            )
+        if transport.websocket is not None:
+            path = transport.websocket
+            stream = await ws_connect(stream, host=peer, path=path, peer=peer, timeout=timeout)
+    except BaseException:
+        await trio.aclose_forcefully(tcp)
+        raise
+    return stream
+
+
+async def accept(
+    stream: trio.abc.Stream, transport: Transport, *, peer: str, timeout: float
+) -> trio.abc.Stream:
+    """An accepted connection from ``peer`` with ``transport``'s handshakes done, each within
+    ``timeout``. ``TransportError`` or ``UsbipTimeout`` if one fails: no USB/IP byte has been
+    read or written then, and the caller closes ``stream``."""
+    if transport.tls is not None:
+        stream = await tls_handshake(stream, transport.tls, peer=peer, host="", timeout=timeout)
+    if transport.websocket is not None:
+        stream = await ws_accept(stream, path=transport.websocket, peer=peer, timeout=timeout)
+    return stream
+
+
+async def accept_or_refuse(
+    stream: trio.abc.Stream, transport: Transport, *, timeout: float, log: Callable[[str], None]
+) -> tuple[trio.abc.Stream, str] | None:
+    """``accept`` a new connection: the wrapped stream and its peer's address, or None when
+    the peer failed a handshake (logged in one line, its connection closed)."""
+    peer = accepted_peer(stream)
+    try:
+        return await accept(stream, transport, peer=peer, timeout=timeout), peer
+    except UsbipGadgetError as exc:
+        log(f"refused: {exc.one_line()}")
+        await trio.aclose_forcefully(stream)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketUrl:
+    """``ws://HOST[:PORT]/PATH`` or ``wss://…`` (ports 80 and 443 by default)."""
+
+    secure: bool
+    host: str
+    port: int
+    path: str
+
+
+def parse_ws_url(url: str) -> WebSocketUrl:
+    """``ws://`` or ``wss://`` URL → its parts; ``UsbipGadgetError`` if it is not one."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise UsbipGadgetError(f"invalid WebSocket URL {url!r}: ws://HOST[:PORT]/PATH or wss://…")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsbipGadgetError(f"invalid port in {url!r}") from None
+    secure = parts.scheme == "wss"
+    path = parts.path or "/"
+    return WebSocketUrl(secure, parts.hostname, port or (443 if secure else 80), path)
+
+
+__all__ = [
+    "PLAIN",
+    "Tls",
+    "Transport",
+    "WebSocketUrl",
+    "accept",
+    "accept_or_refuse",
+    "accepted_peer",
+    "dial",
+    "format_address",
+    "keep_alive",
+    "load_tls",
+    "map_transport_errors",
+    "open_connection",
+    "parse_address",
+    "parse_ws_url",
+]

@@ -24,6 +24,7 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
+from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._policy import NO_RULES, DeviceGate, DevicePolicy
@@ -31,7 +32,6 @@ from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
     RemoteDevice,
     enumerate_device,
-    open_connection,
     open_remote_device,
 )
 from usbip_gadget.gadget import Backend, GadgetBackend, choose_udc, list_udcs, open_gadget
@@ -59,6 +59,7 @@ class AttachOptions:
     bulk_urbs: str = EXACT
     policy: DevicePolicy = NO_RULES
     allow_dfu: bool = False
+    transport: Transport = PLAIN
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
@@ -89,7 +90,9 @@ async def attach_to(options: AttachOptions, plug: Plug, log: Log) -> None:
 
 
 async def _attach_once(options: AttachOptions, plug: Plug, log: Log, plugged: trio.Event) -> None:
-    stream = await open_connection(options.host, options.port, timeout=options.timeout)
+    stream = await dial(
+        options.host, options.port, timeout=options.timeout, transport=options.transport
+    )
     async with (
         stream,
         open_remote_device(stream, options.busid, timeout=options.timeout) as remote,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import trio
 
 from usbip_gadget._errors import TransportError, UsbipGadgetError
-from usbip_gadget._net import accepted_peer
+from usbip_gadget._net import PLAIN, Transport, accept_or_refuse, accepted_peer
 from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._plans import EXACT
@@ -43,6 +43,7 @@ class ListenOptions:
     bulk_urbs: str = EXACT
     policy: DevicePolicy = NO_RULES
     allow_dfu: bool = False
+    transport: Transport = PLAIN
 
 
 BridgeFn = Callable[[RemoteDevice, Plug, str, Log, trio.Event], Awaitable[None]]
@@ -65,8 +66,17 @@ class Listener:
         self.bridge = bridge
         self.busy = trio.Lock()
 
-    async def handle(self, stream: trio.abc.Stream) -> None:
-        peer = accepted_peer(stream)
+    async def handle_socket(self, stream: trio.abc.Stream) -> None:
+        """``handle`` once the transport's handshakes are done; a peer that fails them is
+        logged in one line and dropped before any USB/IP byte is read or written."""
+        transport, timeout = self.options.transport, self.options.timeout
+        accepted = await accept_or_refuse(stream, transport, timeout=timeout, log=self.log)
+        if accepted is not None:
+            await self.handle(*accepted)
+
+    async def handle(self, stream: trio.abc.Stream, peer: str | None = None) -> None:
+        """Take one offer on ``stream`` (from ``peer``), bridge it or refuse it, and close."""
+        peer = peer if peer is not None else accepted_peer(stream)
         try:
             # The offer is read first, so a connection that offers nothing holds nothing.
             offer = await receive_offer(stream, timeout=self.options.timeout)
@@ -102,9 +112,18 @@ async def listen(
         reason = exc.strerror or str(exc)
         raise TransportError(f"cannot listen on {options.bind}:{options.port}: {reason}") from None
     port = listeners[0].socket.getsockname()[1]
-    log(f"listening on {options.bind}:{port} for a device to plug into {udc}")
+    over = _over(options.transport)
+    log(f"listening on {options.bind}:{port}{over} for a device to plug into {udc}")
     task_status.started(port)
-    await trio.serve_listeners(Listener(options, udc, log).handle, listeners)
+    await trio.serve_listeners(Listener(options, udc, log).handle_socket, listeners)
+
+
+def _over(transport: Transport) -> str:
+    """`` (wss, /usbip)``: how offers arrive, when not USB/IP straight on TCP."""
+    if transport == PLAIN:
+        return ""
+    path = f", {transport.websocket}" if transport.websocket is not None else ""
+    return f" ({transport.describe()}{path})"
 
 
 __all__ = ["DEFAULT_LISTEN", "ListenOptions", "Listener", "listen"]

@@ -14,6 +14,7 @@ import trio
 
 from usbip_gadget._errors import GadgetError, NoBackend, UsbipGadgetError
 from usbip_gadget._groups import collapse_single
+from usbip_gadget._net import PLAIN, Transport, load_tls, parse_ws_url
 from usbip_gadget.bridge import (
     AttachOptions,
     DevicePolicy,
@@ -22,7 +23,7 @@ from usbip_gadget.bridge import (
     describe_plans,
     listen,
 )
-from usbip_gadget.cli._parser import build_parser, usage_error
+from usbip_gadget.cli._parser import build_parser, tls_files, usage_error
 from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
 from usbip_gadget.gadget import (
     KNOWN_ENDPOINT_FILES,
@@ -37,6 +38,7 @@ from usbip_gadget.server import (
     DeviceSource,
     PyusbSource,
     Selection,
+    ServeOptions,
     connect,
     serve,
 )
@@ -71,9 +73,26 @@ def _format_summary(item: DeviceSummary) -> str:
     return f"{line} {name}".rstrip()
 
 
+def _transport(
+    args: argparse.Namespace, *, server_side: bool, websocket: str | None = None
+) -> Transport:
+    """The --tls options (checked and loaded now) and ``websocket``, as a ``Transport``."""
+    files = tls_files(args)
+    if files is None:
+        return Transport(websocket=websocket) if websocket is not None else PLAIN
+    peer_name = None if server_side else args.tls_peer_name
+    tls = load_tls(*files, server_side=server_side, peer_name=peer_name)
+    return Transport(tls=tls, websocket=websocket)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     host, port = parse_address(args.server)
-    items = _run(lambda: summarize(host, port, timeout=args.timeout, probe=not args.no_probe))
+    transport = _transport(args, server_side=False)
+    items = _run(
+        lambda: summarize(
+            host, port, timeout=args.timeout, probe=not args.no_probe, transport=transport
+        )
+    )
     if not items:
         print(f"{host}:{port} exports no devices", file=sys.stderr)
     for item in items:
@@ -83,7 +102,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_describe(args: argparse.Namespace) -> int:
     host, port = parse_address(args.server)
-    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    transport = _transport(args, server_side=False)
+    snapshot = _run(
+        lambda: describe(host, port, args.busid, timeout=args.timeout, transport=transport)
+    )
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2))
     else:
@@ -110,6 +132,7 @@ def _cmd_attach(args: argparse.Namespace) -> int:
         host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
         reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
         bulk_urbs=args.bulk_urbs, policy=_device_policy(args), allow_dfu=args.allow_dfu,
+        transport=_transport(args, server_side=False),
     )  # fmt: skip
     if args.dry_run:
         return _print_plan(args, as_json=False)
@@ -127,11 +150,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
     host, port = parse_address(args.server)
+    transport = _transport(args, server_side=False)
     udcs = list_udcs()
     udc = args.udc if args.udc is not None else (udcs[0] if len(udcs) == 1 else None)
     driver = udc_driver(udc)
     files = KNOWN_ENDPOINT_FILES.get(driver or "")
-    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    snapshot = _run(
+        lambda: describe(host, port, args.busid, timeout=args.timeout, transport=transport)
+    )
     verdict = _device_policy(args).verdict(snapshot)
     try:
         plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)
@@ -154,8 +180,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     selection = Selection.of(args.allow, args.busid)
     if selection.empty:
         usage_error("serve: nothing is exported unless selected: use --allow or --busid")
+    transport = _transport(args, server_side=True)
     source = PyusbSource()
-    _run(lambda: _serve_until_signal(source, selection, args.bind, args.port))
+    serving = partial(
+        _serve_until_signal, source, selection, args.bind, args.port,
+        transport=transport, options=ServeOptions(handshake_timeout=args.timeout),
+    )  # fmt: skip
+    _run(serving)
     return 0
 
 
@@ -165,14 +196,18 @@ async def _serve_until_signal(
     host: str,
     port: int,
     *,
+    transport: Transport = PLAIN,
+    options: ServeOptions | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """``serve`` until SIGINT or SIGTERM; the imported devices are released either way."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(
-                partial(serve, source, selection, host=host, port=port, log=_log)
-            )
+            serving = partial(
+                serve, source, selection, host=host, port=port, log=_log,
+                transport=transport, options=options,
+            )  # fmt: skip
+            bound = await nursery.start(serving)
             task_status.started(bound)
             async for signum in signals:
                 _log(f"{signal.Signals(signum).name}: stopping")
@@ -185,16 +220,35 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
         timeout=args.timeout, backend=args.backend, bulk_urbs=args.bulk_urbs,
         policy=_device_policy(args), allow_dfu=args.allow_dfu,
+        transport=_transport(args, server_side=True, websocket=args.ws),
     )  # fmt: skip
     _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
     return 0
 
 
 def _cmd_connect(args: argparse.Namespace) -> int:
-    host, port = parse_address(args.server)
-    offer = partial(connect, PyusbSource(), args.busid, host, port, timeout=args.timeout, log=_log)
+    host, port, transport = _dialed(args)
+    offer = partial(
+        connect, PyusbSource(), args.busid, host, port,
+        timeout=args.timeout, log=_log, transport=transport,
+    )  # fmt: skip
     _run(lambda: _until_signal(offer, "withdrawing"))
     return 0
+
+
+def _dialed(args: argparse.Namespace) -> tuple[str, int, Transport]:
+    """``connect``'s peer: HOST[:PORT] (TLS with the --tls options), or a ws:// or wss:// URL
+    (wss needs the --tls options, ws takes none)."""
+    if not args.server.startswith(("ws://", "wss://")):
+        host, port = parse_address(args.server)
+        return host, port, _transport(args, server_side=False)
+    url = parse_ws_url(args.server)
+    given = tls_files(args) is not None
+    if url.secure and not given:
+        usage_error("wss:// needs --tls-cert, --tls-key and --tls-ca (mutual TLS)")
+    if given and not url.secure:
+        usage_error("ws:// is plain: use wss:// with the --tls options")
+    return url.host, url.port, _transport(args, server_side=False, websocket=url.path)
 
 
 async def _until_signal(job: Callable[[], Awaitable[object]], doing: str) -> None:

@@ -68,10 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument(
         "--no-probe", action="store_true", help="do not import each device to read its product"
     )
+    add_tls_options(p_list, dialing=True)
     p_desc = sub.add_parser("describe", help="import a device, enumerate it, print its descriptors")
     p_desc.add_argument("server", metavar="HOST[:PORT]")
     p_desc.add_argument("busid")
     p_desc.add_argument("--json", action="store_true", help="print the device snapshot as JSON")
+    add_tls_options(p_desc, dialing=True)
     sub.add_parser("udc", help="list this machine's USB device controllers")
     p_attach = sub.add_parser(
         "attach", help="replay a remote device on a USB device controller and bridge its traffic"
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true",
         help="print the plan (backend, what the host will see differently) and plug nothing",
     )  # fmt: skip
+    add_tls_options(p_attach, dialing=True)
     p_plan = sub.add_parser(
         "plan",
         help="which backend would replay a remote device, and what the host sees differently",
@@ -101,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _add_bulk_urbs(p_plan)
     _add_device_rules(p_plan)
+    add_tls_options(p_plan, dialing=True)
     _serve_parser(sub)
     _connect_parsers(sub)
     return parser
@@ -121,6 +125,7 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--busid", type=_argument(check_busid), action="append", default=[],
         help="export the device at this bus ID, like 1-1 (repeatable)",
     )  # fmt: skip
+    add_tls_options(p_serve, dialing=False)
 
 
 def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
@@ -183,13 +188,65 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         help=f"address to listen on (default {DEFAULT_LISTEN}: this machine only)",
     )  # fmt: skip
     p_listen.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
+    p_listen.add_argument(
+        "--ws", type=_ws_path, metavar="PATH",
+        help="take offers as WebSocket connections for PATH, like /usbip (wss:// with the"
+        " --tls options; plain ws:// only for tests on this machine)",
+    )  # fmt: skip
     _add_gadget_options(p_listen)
     _add_policy_options(p_listen)
+    add_tls_options(p_listen, dialing=False)
     p_connect = sub.add_parser(
         "connect", help="offer a local USB device to a listening gadget side, and serve it"
     )
-    p_connect.add_argument("server", metavar="HOST[:PORT]")
+    p_connect.add_argument(
+        "server", metavar="HOST[:PORT]|wss://HOST[:PORT]/PATH",
+        help="the listening side: USB/IP on TCP (with TLS given the --tls options), or a"
+        " WebSocket URL (wss:// needs the --tls options, ws:// takes none)",
+    )  # fmt: skip
     p_connect.add_argument("busid", type=_argument(check_busid))
+    add_tls_options(p_connect, dialing=True)
+
+
+_TLS_GROUP = """\
+all three together, on both ends (PEM files); without them, plain TCP (what Linux's usbipd
+and usbip speak)"""
+
+
+def add_tls_options(parser: argparse.ArgumentParser, *, dialing: bool) -> None:
+    """Mutual TLS, the same on every command that has a network peer; ``dialing``: the
+    side that connects, which checks the name on the peer's certificate."""
+    group = parser.add_argument_group("mutual TLS", _TLS_GROUP)
+    group.add_argument("--tls-cert", metavar="FILE", help="this side's certificate")
+    group.add_argument("--tls-key", metavar="FILE", help="its private key")
+    group.add_argument(
+        "--tls-ca", metavar="FILE",
+        help="the CA that signed the peer's certificate: peers without one are refused",
+    )  # fmt: skip
+    if dialing:
+        group.add_argument(
+            "--tls-peer-name", metavar="NAME",
+            help="the name the server's certificate must carry (default: the host dialed)",
+        )  # fmt: skip
+
+
+def tls_files(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    """(cert, key, ca), or None without TLS; a partial set is a usage error (exit 2)."""
+    given = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key, "--tls-ca": args.tls_ca}
+    missing = [name for name, value in given.items() if value is None]
+    if len(missing) == len(given):
+        if getattr(args, "tls_peer_name", None) is not None:
+            usage_error("--tls-peer-name needs --tls-cert, --tls-key and --tls-ca")
+        return None
+    if missing:
+        usage_error(f"--tls-cert, --tls-key and --tls-ca go together: missing {', '.join(missing)}")
+    return args.tls_cert, args.tls_key, args.tls_ca
+
+
+def _ws_path(text: str) -> str:
+    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL path like /usbip")
+    return text
 
 
 def _depth(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from usbip_gadget._errors import ImportRefused, UsbipGadgetError
-from usbip_gadget._net import open_connection
+from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.client._enumerate import enumerate_device
 from usbip_gadget.client._handshake import list_devices, open_remote_device
 from usbip_gadget.protocol import ExportedDevice
@@ -28,32 +28,41 @@ class DeviceSummary:
     note: str | None = None
 
 
-async def fetch_devlist(host: str, port: int, *, timeout: float) -> list[ExportedDevice]:
-    stream = await open_connection(host, port, timeout=timeout)
+async def fetch_devlist(
+    host: str, port: int, *, timeout: float, transport: Transport = PLAIN
+) -> list[ExportedDevice]:
+    stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream:
         return await list_devices(stream, timeout=timeout)
 
 
-async def summarize(host: str, port: int, *, timeout: float, probe: bool) -> list[DeviceSummary]:
+async def summarize(
+    host: str, port: int, *, timeout: float, probe: bool, transport: Transport = PLAIN
+) -> list[DeviceSummary]:
     """The server's devices; with ``probe``, each is imported briefly to read its product string."""
-    entries = await fetch_devlist(host, port, timeout=timeout)
+    entries = await fetch_devlist(host, port, timeout=timeout, transport=transport)
     if not probe:
         return [DeviceSummary(e, None) for e in entries]
-    return [await _probe(host, port, entry, timeout) for entry in entries]
+    return [await _probe(host, port, entry, timeout, transport) for entry in entries]
 
 
-async def _probe(host: str, port: int, entry: ExportedDevice, timeout: float) -> DeviceSummary:
+async def _probe(
+    host: str, port: int, entry: ExportedDevice, timeout: float, transport: Transport
+) -> DeviceSummary:
+    busid = entry.device.busid
     try:
-        return DeviceSummary(entry, await read_product(host, port, entry.device.busid, timeout))
+        return DeviceSummary(entry, await read_product(host, port, busid, timeout, transport))
     except ImportRefused as exc:
         return DeviceSummary(entry, None, exc.reason)
     except UsbipGadgetError as exc:
         return DeviceSummary(entry, None, f"no answer: {exc}")
 
 
-async def read_product(host: str, port: int, busid: str, timeout: float) -> str | None:
+async def read_product(
+    host: str, port: int, busid: str, timeout: float, transport: Transport = PLAIN
+) -> str | None:
     """Import ``busid`` and read its iProduct string in its first language."""
-    stream = await open_connection(host, port, timeout=timeout)
+    stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
         device = SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18)
         index = DeviceDescriptor.parse(await remote.control(device, timeout=timeout)).i_product
@@ -67,8 +76,10 @@ async def read_product(host: str, port: int, busid: str, timeout: float) -> str 
         return decode_string(await remote.control(setup, timeout=timeout), lenient=True)
 
 
-async def describe(host: str, port: int, busid: str, *, timeout: float) -> DeviceSnapshot:
+async def describe(
+    host: str, port: int, busid: str, *, timeout: float, transport: Transport = PLAIN
+) -> DeviceSnapshot:
     """Import ``busid`` and enumerate it."""
-    stream = await open_connection(host, port, timeout=timeout)
+    stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
         return await enumerate_device(remote, timeout=timeout)

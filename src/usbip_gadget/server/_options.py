@@ -20,6 +20,8 @@ class ServeOptions:
       allows 16 MiB in all by default).
     - ``presence_interval``: how often a session checks that its device is still plugged in
       (an idle device says nothing when it is pulled out).
+    - ``handshake_timeout``: how long a new connection may take for each handshake of its
+      transport (TLS, WebSocket); none on plain TCP.
     - ``op_timeout``: how long a new connection may take to send its request.
     - ``send_timeout``: a client that takes no data for this long is dropped.
     - ``max_transfer``, ``max_in_flight``, ``max_pending_bytes``: a client asking for a
@@ -31,6 +33,7 @@ class ServeOptions:
     control_timeout: float = 5.0
     chunk: int = 1024 * 1024
     presence_interval: float = 0.5
+    handshake_timeout: float = 10.0
     op_timeout: float = 30.0
     send_timeout: float = 30.0
     max_transfer: int = DEFAULT_MAX_TRANSFER
