@@ -23,12 +23,13 @@ from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
+    DEFAULT_ENUMERATION_TIMEOUT,
     RemoteDevice,
     enumerate_device,
     open_connection,
     open_remote_device,
 )
-from usbip_gadget.gadget import Backend, choose_udc, list_udcs, open_gadget
+from usbip_gadget.gadget import Backend, choose_udc, gadget_lock, list_udcs, open_gadget
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0
@@ -50,10 +51,18 @@ class AttachOptions:
     timeout: float = 10.0
     backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
+    enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
-    """Bridge until the remote side ends (its error is raised) or, with reconnect, forever."""
+    """Bridge until the remote side ends (its error is raised) or, with reconnect, forever.
+
+    The gadget name is locked first (``GadgetError`` if another process holds it)."""
+    with gadget_lock(options.name):
+        await _attach(options, log)
+
+
+async def _attach(options: AttachOptions, log: Log) -> None:
     udc = choose_udc(options.udc, list_udcs())
     delay = FIRST_RETRY_S
     while True:
@@ -77,8 +86,9 @@ async def _attach_once(options: AttachOptions, udc: str, log: Log, plugged: trio
         open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
     ):
         where = Plug(
-            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs
-        )
+            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs,
+            options.enumeration_timeout,
+        )  # fmt: skip
         await plug_and_bridge(remote, where, f"{options.busid} on {options.host}", log, plugged)
 
 
@@ -92,13 +102,16 @@ class Plug:
     timeout: float = 10.0
     backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
+    enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
 
 
 async def plug_and_bridge(
     remote: RemoteDevice, plug: Plug, origin: str, log: Log, plugged: trio.Event
 ) -> None:
     """Enumerate ``remote``, plug a gadget replaying it, and bridge until one side ends."""
-    snapshot = await enumerate_device(remote, timeout=plug.timeout)
+    snapshot = await enumerate_device(
+        remote, timeout=plug.timeout, deadline=plug.enumeration_timeout
+    )
     device = snapshot.device
     ident = f"{device.id_vendor:04x}:{device.id_product:04x}"
     config = snapshot.configurations[0]

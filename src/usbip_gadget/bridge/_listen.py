@@ -14,16 +14,30 @@ from dataclasses import dataclass
 import trio
 
 from usbip_gadget._errors import TransportError, UsbipGadgetError
-from usbip_gadget._net import accepted_peer
+from usbip_gadget._net import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PER_ADDRESS,
+    ConnectionLimits,
+    accepted_peer,
+    serve_capped,
+)
 from usbip_gadget.bridge._attach import Plug, plug_and_bridge
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._pumps import Log
-from usbip_gadget.client import RemoteDevice, accept_offer, receive_offer, refuse_offer
-from usbip_gadget.gadget import Backend, choose_udc, list_udcs
+from usbip_gadget.client import (
+    DEFAULT_ENUMERATION_TIMEOUT,
+    RemoteDevice,
+    accept_offer,
+    receive_offer,
+    refuse_offer,
+)
+from usbip_gadget.gadget import Backend, choose_udc, gadget_lock, list_udcs
 from usbip_gadget.protocol import DEFAULT_PORT, OpStatus
 
 DEFAULT_LISTEN = "127.0.0.1"
+#: Seconds a new connection may take to make its offer.
+OFFER_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +52,14 @@ class ListenOptions:
     timeout: float = 10.0
     backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
+    enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
+    offer_timeout: float = OFFER_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_per_address: int = DEFAULT_MAX_PER_ADDRESS
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.max_connections, self.max_per_address)
 
 
 BridgeFn = Callable[[RemoteDevice, Plug, str, Log, trio.Event], Awaitable[None]]
@@ -52,8 +74,9 @@ class Listener:
     ) -> None:
         self.options = options
         self.plug = Plug(
-            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs
-        )
+            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs,
+            options.enumeration_timeout,
+        )  # fmt: skip
         self.log = log
         self.bridge = bridge
         self.busy = trio.Lock()
@@ -62,7 +85,8 @@ class Listener:
         peer = accepted_peer(stream)
         try:
             # The offer is read first, so a connection that offers nothing holds nothing.
-            offer = await receive_offer(stream, timeout=self.options.timeout)
+            wait = min(self.options.timeout, self.options.offer_timeout)
+            offer = await receive_offer(stream, timeout=wait)
             if self.busy.locked():
                 self.log(f"{peer}: refused its device: {self.plug.udc} already replays one")
                 await refuse_offer(stream, offer, OpStatus.DEV_BUSY)
@@ -86,8 +110,14 @@ async def listen(
 ) -> None:
     """Take device offers on ``bind``:``port`` and bridge them, one at a time, until cancelled.
 
+    The gadget name is locked first (``GadgetError`` if another process holds it).
     ``task_status`` receives the port listened on (useful with port 0).
     """
+    with gadget_lock(options.name):
+        await _listen(options, log, task_status)
+
+
+async def _listen(options: ListenOptions, log: Log, task_status: trio.TaskStatus[int]) -> None:
     udc = choose_udc(options.udc, list_udcs())
     try:
         listeners = await trio.open_tcp_listeners(options.port, host=options.bind)
@@ -97,7 +127,8 @@ async def listen(
     port = listeners[0].socket.getsockname()[1]
     log(f"listening on {options.bind}:{port} for a device to plug into {udc}")
     task_status.started(port)
-    await trio.serve_listeners(Listener(options, udc, log).handle, listeners)
+    listener = Listener(options, udc, log)
+    await serve_capped(listener.handle, listeners, limits=options.limits, log=log)
 
 
 __all__ = ["DEFAULT_LISTEN", "ListenOptions", "Listener", "listen"]

@@ -36,12 +36,15 @@ from usbip_gadget.server import (
     DeviceSource,
     PyusbSource,
     Selection,
+    ServeOptions,
     connect,
     serve,
 )
-from usbip_gadget.usb import Speed, render_tree
+from usbip_gadget.usb import DeviceSnapshot, Speed, render_tree
 
 T = TypeVar("T")
+# SIGHUP too: the SSH session that started a command dropping must unplug cleanly, not kill.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _printable(text: str) -> str:
@@ -72,7 +75,10 @@ def _format_summary(item: DeviceSummary) -> str:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     host, port = parse_address(args.server)
-    items = _run(lambda: summarize(host, port, timeout=args.timeout, probe=not args.no_probe))
+    probe, deadline = not args.no_probe, args.enumeration_timeout
+    items = _run(
+        lambda: summarize(host, port, timeout=args.timeout, probe=probe, deadline=deadline)
+    )
     if not items:
         print(f"{host}:{port} exports no devices", file=sys.stderr)
     for item in items:
@@ -81,13 +87,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    host, port = parse_address(args.server)
-    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    snapshot = _run(lambda: _describe(args))
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2))
     else:
         print(_printable(render_tree(snapshot)))
     return 0
+
+
+async def _describe(args: argparse.Namespace) -> DeviceSnapshot:
+    host, port = parse_address(args.server)
+    return await describe(
+        host, port, args.busid, timeout=args.timeout, deadline=args.enumeration_timeout
+    )
 
 
 def _cmd_udc(_args: argparse.Namespace) -> int:
@@ -108,7 +120,7 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     options = AttachOptions(
         host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
         reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
-        bulk_urbs=args.bulk_urbs,
+        bulk_urbs=args.bulk_urbs, enumeration_timeout=args.enumeration_timeout,
     )  # fmt: skip
     if args.dry_run:
         return _print_plan(args, as_json=False)
@@ -121,12 +133,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
-    host, port = parse_address(args.server)
     udcs = list_udcs()
     udc = args.udc if args.udc is not None else (udcs[0] if len(udcs) == 1 else None)
     driver = udc_driver(udc)
     files = KNOWN_ENDPOINT_FILES.get(driver or "")
-    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    snapshot = _run(lambda: _describe(args))
     try:
         plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)
     except NoBackend as exc:
@@ -148,7 +159,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if selection.empty:
         usage_error("serve: nothing is exported unless selected: use --allow or --busid")
     source = PyusbSource()
-    _run(lambda: _serve_until_signal(source, selection, args.bind, args.port))
+    options = ServeOptions(
+        idle_timeout=args.idle_timeout, max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
+    )  # fmt: skip
+    _run(lambda: _serve_until_signal(source, selection, args.bind, args.port, options=options))
     return 0
 
 
@@ -158,13 +173,14 @@ async def _serve_until_signal(
     host: str,
     port: int,
     *,
+    options: ServeOptions | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``serve`` until SIGINT or SIGTERM; the imported devices are released either way."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+    """``serve`` until SIGINT, SIGTERM or SIGHUP; the imported devices are released either way."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
             bound = await nursery.start(
-                partial(serve, source, selection, host=host, port=port, log=_log)
+                partial(serve, source, selection, host=host, port=port, options=options, log=_log)
             )
             task_status.started(bound)
             async for signum in signals:
@@ -177,6 +193,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     options = ListenOptions(
         args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
         timeout=args.timeout, backend=args.backend, bulk_urbs=args.bulk_urbs,
+        enumeration_timeout=args.enumeration_timeout, max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
     )  # fmt: skip
     _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
     return 0
@@ -190,8 +208,8 @@ def _cmd_connect(args: argparse.Namespace) -> int:
 
 
 async def _until_signal(job: Callable[[], Awaitable[object]], doing: str) -> None:
-    """Run ``job`` until it ends or SIGINT/SIGTERM arrives (then it is cancelled)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+    """Run ``job`` until it ends or SIGINT/SIGTERM/SIGHUP arrives (then it is cancelled)."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
 
             async def stop_on_signal() -> None:

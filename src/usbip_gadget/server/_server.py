@@ -22,7 +22,7 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
-from usbip_gadget._net import accepted_peer, format_address
+from usbip_gadget._net import accepted_peer, format_address, serve_capped
 from usbip_gadget.protocol import (
     DEFAULT_PORT,
     NEED_DATA,
@@ -283,4 +283,5 @@ async def serve(
     names = ", ".join(device_name(e) for e in exported)
     log(f"listening on {format_address((host, bound))}, exporting {names}")
     task_status.started(bound)
-    await trio.serve_listeners(server.handle_socket, listeners)
+    limits = (options or ServeOptions()).limits
+    await serve_capped(server.handle_socket, listeners, limits=limits, log=log)
