@@ -4,6 +4,9 @@ A ``Transport`` says what rides on the TCP connection: USB/IP itself (the defaul
 Linux's ``usbipd`` and ``usbip`` speak), mutual TLS (``_tls``), WebSocket messages (``_ws``),
 or WebSocket over mutual TLS. ``dial`` and ``accept`` do the handshakes, with deadlines, and
 hand the layers above an already wrapped ``trio.abc.Stream``.
+
+Listening too: ``serve_capped`` accepts connections for ``serve`` and ``listen`` within
+``ConnectionLimits``, so that no peer can take every file descriptor or every slot.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import trio
@@ -211,8 +216,130 @@ def parse_ws_url(url: str) -> WebSocketUrl:
     return WebSocketUrl(secure, parts.hostname, port or (443 if secure else 80), path)
 
 
+# ---------------------------------------------------------------------------- listening
+
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_MAX_PER_ADDRESS = 8
+#: accept(2) failures that mean "no descriptor or buffer now", not a broken listener.
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+#: How long accepting pauses after such a failure: the backlog waits in the kernel meanwhile.
+ACCEPT_BACKOFF_S = 0.1
+#: A burst of refusals ends after this long without one; the next is logged again.
+BURST_QUIET_S = 5.0
+
+Handler = Callable[[trio.SocketStream], Awaitable[object]]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How many connections a listener holds at once: in all, and from one peer address.
+
+    A connection over either cap is closed as soon as it is accepted.
+    """
+
+    total: int = DEFAULT_MAX_CONNECTIONS
+    per_address: int = DEFAULT_MAX_PER_ADDRESS
+
+
+class _Burst:
+    """Logs the first of a burst of like events; the rest, until a quiet spell, are not."""
+
+    def __init__(self, log: Log) -> None:
+        self._log = log
+        self._last: float | None = None
+
+    def note(self, message: str) -> None:
+        now = trio.current_time()
+        if self._last is None or now - self._last > BURST_QUIET_S:
+            self._log(f"{message} (like ones are not logged until {BURST_QUIET_S:g} s pass)")
+        self._last = now
+
+
+class _Gate:
+    """The connections open now, by peer address, against the limits."""
+
+    def __init__(self, limits: ConnectionLimits, log: Log) -> None:
+        self.limits = limits
+        self.open: Counter[str] = Counter()
+        self.refused = _Burst(log)
+        self.exhausted = _Burst(log)
+
+    def admit(self, address: str) -> bool:
+        limits = self.limits
+        if self.open.total() >= limits.total:
+            self.refused.note(f"refused a connection from {address}: {limits.total} open")
+        elif self.open[address] >= limits.per_address:
+            self.refused.note(
+                f"refused a connection from {address}: {limits.per_address} open from there"
+            )
+        else:
+            self.open[address] += 1
+            return True
+        return False
+
+    async def run(self, handler: Handler, stream: trio.SocketStream, address: str) -> None:
+        try:
+            await handler(stream)
+        finally:
+            self.open[address] -= 1
+            if not self.open[address]:
+                del self.open[address]
+            await trio.aclose_forcefully(stream)
+
+
+def _peer_address(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:
+        return "?"  # reset already: counted under one name, and gone at its first read
+
+
+async def _accept_loop(
+    listener: trio.abc.Listener[trio.SocketStream],
+    gate: _Gate,
+    handler: Handler,
+    nursery: trio.Nursery,
+) -> NoReturn:
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                gate.exhausted.note(f"cannot accept connections now: {_reason(exc)}")
+                await trio.sleep(ACCEPT_BACKOFF_S)
+                continue
+            address = _peer_address(stream)
+            if gate.admit(address):
+                nursery.start_soon(gate.run, handler, stream, address)
+            else:
+                await trio.aclose_forcefully(stream)
+
+
+async def serve_capped(
+    handler: Handler,
+    listeners: Sequence[trio.abc.Listener[trio.SocketStream]],
+    *,
+    limits: ConnectionLimits,
+    log: Log,
+) -> None:
+    """``trio.serve_listeners`` within ``limits``: a connection over a cap is closed at once,
+    and running out of descriptors pauses accepting briefly; each logged once per burst.
+    Each connection is closed when ``handler`` returns."""
+    gate = _Gate(limits, log)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, listener, gate, handler, nursery)
+
+
 __all__ = [
+    "ACCEPT_BACKOFF_S",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_PER_ADDRESS",
     "PLAIN",
+    "ConnectionLimits",
     "Tls",
     "Transport",
     "WebSocketUrl",
@@ -227,4 +354,5 @@ __all__ = [
     "open_connection",
     "parse_address",
     "parse_ws_url",
+    "serve_capped",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -248,3 +249,33 @@ def test_attach_refuses_a_missing_busid_in_one_line(usbipd: str) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "cannot import 9-9" in lines[0], done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_second_attach_with_the_same_name_is_refused_and_sighup_unplugs(
+    usbipd: str, backing_file: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    image, _content = backing_file
+    log = tmp_path / "attach.log"
+    with (
+        _gadget.storage_gadget(image) as source,
+        _usbip.exported(source.busid) as busid,
+        _bridge.bridged(usbipd, busid, source.spec.vid, source.spec.pid, log) as bridge,
+    ):
+        second = subprocess.run(
+            [str(_bridge.CLI), "attach", usbipd, busid, "--udc", _bridge.BRIDGE_UDC,
+             "--name", "bridge"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1, second.stderr
+        assert "gadget bridge is in use by another usbip-gadget" in lines[0]
+        assert bridge.find() is not None  # the first one is still plugged
+        # An SSH session dropping: SIGHUP unplugs cleanly, as SIGTERM does.
+        began = time.monotonic()
+        bridge.process.send_signal(signal.SIGHUP)
+        assert bridge.process.wait(_bridge.STOP_TIMEOUT_S) == 0, bridge.text()
+        assert time.monotonic() - began < 5.0
+        assert "SIGHUP: unplugging" in bridge.text()
+        _sysfs.wait_until(lambda: bridge.find() is None, 5.0, "the host seeing the unplug")

@@ -30,11 +30,19 @@ from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._policy import NO_RULES, DeviceGate, DevicePolicy
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
+    DEFAULT_ENUMERATION_TIMEOUT,
     RemoteDevice,
     enumerate_device,
     open_remote_device,
 )
-from usbip_gadget.gadget import Backend, GadgetBackend, choose_udc, list_udcs, open_gadget
+from usbip_gadget.gadget import (
+    Backend,
+    GadgetBackend,
+    choose_udc,
+    gadget_lock,
+    list_udcs,
+    open_gadget,
+)
 from usbip_gadget.usb import DeviceSnapshot
 
 FIRST_RETRY_S = 1.0
@@ -60,14 +68,23 @@ class AttachOptions:
     policy: DevicePolicy = NO_RULES
     allow_dfu: bool = False
     transport: Transport = PLAIN
+    enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
-    """Bridge until the remote side ends (its error is raised) or, with reconnect, forever."""
+    """Bridge until the remote side ends (its error is raised) or, with reconnect, forever.
+
+    The gadget name is locked first (``GadgetError`` if another process holds it)."""
+    with gadget_lock(options.name):
+        await _attach(options, log)
+
+
+async def _attach(options: AttachOptions, log: Log) -> None:
     udc = choose_udc(options.udc, list_udcs())
     plug = Plug(
         udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs,
         gate=DeviceGate(options.policy, pin=True), allow_dfu=options.allow_dfu,
+        enumeration_timeout=options.enumeration_timeout,
     )  # fmt: skip
     await attach_to(options, plug, log)
 
@@ -121,13 +138,16 @@ class Plug:
     gate: DeviceGate = field(default_factory=DeviceGate)
     allow_dfu: bool = False
     opener: GadgetOpener = open_gadget
+    enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
 
 
 async def plug_and_bridge(
     remote: RemoteDevice, plug: Plug, origin: str, log: Log, plugged: trio.Event
 ) -> None:
     """Enumerate ``remote``, plug a gadget replaying it, and bridge until one side ends."""
-    snapshot = await enumerate_device(remote, timeout=plug.timeout)
+    snapshot = await enumerate_device(
+        remote, timeout=plug.timeout, deadline=plug.enumeration_timeout
+    )
     hint = plug.gate.admit(snapshot, origin)  # before any gadget exists
     if hint is not None:
         log(hint)

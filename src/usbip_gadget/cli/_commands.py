@@ -42,9 +42,11 @@ from usbip_gadget.server import (
     connect,
     serve,
 )
-from usbip_gadget.usb import Speed, render_tree
+from usbip_gadget.usb import DeviceSnapshot, Speed, render_tree
 
 T = TypeVar("T")
+# SIGHUP too: the SSH session that started a command dropping must unplug cleanly, not kill.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _printable(text: str) -> str:
@@ -88,9 +90,10 @@ def _transport(
 def _cmd_list(args: argparse.Namespace) -> int:
     host, port = parse_address(args.server)
     transport = _transport(args, server_side=False)
+    probe, deadline = not args.no_probe, args.enumeration_timeout
     items = _run(
         lambda: summarize(
-            host, port, timeout=args.timeout, probe=not args.no_probe, transport=transport
+            host, port, timeout=args.timeout, probe=probe, deadline=deadline, transport=transport
         )
     )
     if not items:
@@ -101,16 +104,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    host, port = parse_address(args.server)
-    transport = _transport(args, server_side=False)
-    snapshot = _run(
-        lambda: describe(host, port, args.busid, timeout=args.timeout, transport=transport)
-    )
+    snapshot = _run(lambda: _describe(args))
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2))
     else:
         print(_printable(render_tree(snapshot)))
     return 0
+
+
+async def _describe(args: argparse.Namespace) -> DeviceSnapshot:
+    host, port = parse_address(args.server)
+    return await describe(
+        host, port, args.busid, timeout=args.timeout, deadline=args.enumeration_timeout,
+        transport=_transport(args, server_side=False),
+    )  # fmt: skip
 
 
 def _cmd_udc(_args: argparse.Namespace) -> int:
@@ -133,6 +140,7 @@ def _cmd_attach(args: argparse.Namespace) -> int:
         reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
         bulk_urbs=args.bulk_urbs, policy=_device_policy(args), allow_dfu=args.allow_dfu,
         transport=_transport(args, server_side=False),
+        enumeration_timeout=args.enumeration_timeout,
     )  # fmt: skip
     if args.dry_run:
         return _print_plan(args, as_json=False)
@@ -149,15 +157,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
-    host, port = parse_address(args.server)
-    transport = _transport(args, server_side=False)
     udcs = list_udcs()
     udc = args.udc if args.udc is not None else (udcs[0] if len(udcs) == 1 else None)
     driver = udc_driver(udc)
     files = KNOWN_ENDPOINT_FILES.get(driver or "")
-    snapshot = _run(
-        lambda: describe(host, port, args.busid, timeout=args.timeout, transport=transport)
-    )
+    snapshot = _run(lambda: _describe(args))
     verdict = _device_policy(args).verdict(snapshot)
     try:
         plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)
@@ -182,9 +186,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         usage_error("serve: nothing is exported unless selected: use --allow or --busid")
     transport = _transport(args, server_side=True)
     source = PyusbSource()
+    options = ServeOptions(
+        handshake_timeout=args.timeout, idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections, max_per_address=args.max_per_address,
+    )  # fmt: skip
     serving = partial(
         _serve_until_signal, source, selection, args.bind, args.port,
-        transport=transport, options=ServeOptions(handshake_timeout=args.timeout),
+        transport=transport, options=options,
     )  # fmt: skip
     _run(serving)
     return 0
@@ -200,8 +208,8 @@ async def _serve_until_signal(
     options: ServeOptions | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``serve`` until SIGINT or SIGTERM; the imported devices are released either way."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+    """``serve`` until SIGINT, SIGTERM or SIGHUP; the imported devices are released either way."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
             serving = partial(
                 serve, source, selection, host=host, port=port, log=_log,
@@ -221,6 +229,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         timeout=args.timeout, backend=args.backend, bulk_urbs=args.bulk_urbs,
         policy=_device_policy(args), allow_dfu=args.allow_dfu,
         transport=_transport(args, server_side=True, websocket=args.ws),
+        enumeration_timeout=args.enumeration_timeout, max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
     )  # fmt: skip
     _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
     return 0
@@ -252,8 +262,8 @@ def _dialed(args: argparse.Namespace) -> tuple[str, int, Transport]:
 
 
 async def _until_signal(job: Callable[[], Awaitable[object]], doing: str) -> None:
-    """Run ``job`` until it ends or SIGINT/SIGTERM arrives (then it is cancelled)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+    """Run ``job`` until it ends or SIGINT/SIGTERM/SIGHUP arrives (then it is cancelled)."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
 
             async def stop_on_signal() -> None:

@@ -9,7 +9,9 @@ from typing import TypeVar
 
 from usbip_gadget import __version__
 from usbip_gadget._errors import UsbipGadgetError
+from usbip_gadget._net import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_ADDRESS
 from usbip_gadget.bridge import BULK_URBS, DEFAULT_DEPTH, DEFAULT_LISTEN, parse_class_rule
+from usbip_gadget.client import DEFAULT_ENUMERATION_TIMEOUT
 from usbip_gadget.gadget import Backend
 from usbip_gadget.protocol import DEFAULT_PORT
 from usbip_gadget.server import DEFAULT_BIND, check_busid, parse_vid_pid
@@ -62,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=_seconds, default=10.0, help="seconds per network step (default 10)"
     )
+    parser.add_argument(
+        "--enumeration-timeout", type=_seconds, default=DEFAULT_ENUMERATION_TIMEOUT,
+        metavar="S", help="seconds for reading all of a device's descriptors, and for all of"
+        f" list's probing (default {DEFAULT_ENUMERATION_TIMEOUT:g})",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_list = sub.add_parser("list", help="list the devices a USB/IP server exports")
     p_list.add_argument("server", metavar="HOST[:PORT]")
@@ -126,6 +133,25 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="export the device at this bus ID, like 1-1 (repeatable)",
     )  # fmt: skip
     add_tls_options(p_serve, dialing=False)
+    _add_connection_caps(p_serve)
+    p_serve.add_argument(
+        "--idle-timeout", type=_seconds, default=None, metavar="S",
+        help="drop a client that has had no URB in flight and sent nothing for S seconds"
+        " (default: never)",
+    )  # fmt: skip
+
+
+def _add_connection_caps(parser: argparse.ArgumentParser) -> None:
+    """How many connections a listening command holds at once (serve, listen)."""
+    parser.add_argument(
+        "--max-connections", type=_count, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+        help=f"connections held at once; more are closed at once (default"
+        f" {DEFAULT_MAX_CONNECTIONS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-per-address", type=_count, default=DEFAULT_MAX_PER_ADDRESS, metavar="N",
+        help=f"connections held at once from one address (default {DEFAULT_MAX_PER_ADDRESS})",
+    )  # fmt: skip
 
 
 def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
@@ -196,6 +222,7 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     _add_gadget_options(p_listen)
     _add_policy_options(p_listen)
     add_tls_options(p_listen, dialing=False)
+    _add_connection_caps(p_listen)
     p_connect = sub.add_parser(
         "connect", help="offer a local USB device to a listening gadget side, and serve it"
     )
@@ -257,6 +284,12 @@ def _depth(text: str) -> int:
     if not 1 <= value <= MAX_DEPTH:
         raise argparse.ArgumentTypeError(f"{text!r} is not a depth from 1 to {MAX_DEPTH}")
     return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _gadget_name(text: str) -> str:

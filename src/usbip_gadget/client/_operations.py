@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import trio
+
 from usbip_gadget._errors import ImportRefused, UsbipGadgetError
 from usbip_gadget._net import PLAIN, Transport, dial
-from usbip_gadget.client._enumerate import enumerate_device
+from usbip_gadget.client._enumerate import DEFAULT_ENUMERATION_TIMEOUT, enumerate_device
 from usbip_gadget.client._handshake import list_devices, open_remote_device
 from usbip_gadget.protocol import ExportedDevice
 from usbip_gadget.usb import (
@@ -36,14 +38,38 @@ async def fetch_devlist(
         return await list_devices(stream, timeout=timeout)
 
 
+#: Devices ``summarize`` probes at once: a few, so a server sees no burst of imports.
+PROBES_AT_ONCE = 4
+
+
 async def summarize(
-    host: str, port: int, *, timeout: float, probe: bool, transport: Transport = PLAIN
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    probe: bool,
+    deadline: float = DEFAULT_ENUMERATION_TIMEOUT,
+    transport: Transport = PLAIN,
 ) -> list[DeviceSummary]:
-    """The server's devices; with ``probe``, each is imported briefly to read its product string."""
+    """The server's devices; with ``probe``, each is imported briefly to read its product
+    string, ``PROBES_AT_ONCE`` at a time, all within ``deadline`` seconds (those not probed
+    by then are listed with a note)."""
     entries = await fetch_devlist(host, port, timeout=timeout, transport=transport)
     if not probe:
         return [DeviceSummary(e, None) for e in entries]
-    return [await _probe(host, port, entry, timeout, transport) for entry in entries]
+    found: dict[int, DeviceSummary] = {}
+    limiter = trio.CapacityLimiter(PROBES_AT_ONCE)
+
+    async def probe_one(index: int, entry: ExportedDevice) -> None:
+        async with limiter:
+            found[index] = await _probe(host, port, entry, timeout, transport)
+
+    with trio.move_on_after(deadline):
+        async with trio.open_nursery() as nursery:
+            for index, entry in enumerate(entries):
+                nursery.start_soon(probe_one, index, entry)
+    unanswered = f"no answer within {deadline:g} s"
+    return [found.get(i, DeviceSummary(e, None, unanswered)) for i, e in enumerate(entries)]
 
 
 async def _probe(
@@ -77,9 +103,15 @@ async def read_product(
 
 
 async def describe(
-    host: str, port: int, busid: str, *, timeout: float, transport: Transport = PLAIN
+    host: str,
+    port: int,
+    busid: str,
+    *,
+    timeout: float,
+    deadline: float = DEFAULT_ENUMERATION_TIMEOUT,
+    transport: Transport = PLAIN,
 ) -> DeviceSnapshot:
-    """Import ``busid`` and enumerate it."""
+    """Import ``busid`` and enumerate it (``deadline``: for the whole enumeration)."""
     stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
-        return await enumerate_device(remote, timeout=timeout)
+        return await enumerate_device(remote, timeout=timeout, deadline=deadline)

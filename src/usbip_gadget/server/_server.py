@@ -22,7 +22,7 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
-from usbip_gadget._net import PLAIN, Transport, accept_or_refuse, format_address
+from usbip_gadget._net import PLAIN, Transport, accept_or_refuse, format_address, serve_capped
 from usbip_gadget.protocol import (
     DEFAULT_PORT,
     NEED_DATA,
@@ -292,4 +292,5 @@ async def serve(
     over = f" ({transport.describe()})" if transport != PLAIN else ""
     log(f"listening on {format_address((host, bound))}{over}, exporting {names}")
     task_status.started(bound)
-    await trio.serve_listeners(server.handle_socket, listeners)
+    limits = (options or ServeOptions()).limits
+    await serve_capped(server.handle_socket, listeners, limits=limits, log=log)
