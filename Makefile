@@ -4,7 +4,7 @@ VENV   := $(CURDIR)/.venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test test-fast test-kernel lint demo bench bench-fast clean
+.PHONY: setup test test-fast test-kernel lint demo bench bench-fast fuzz clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ bench: setup
 ## make bench-fast: no root, no VM: the bridge's CPU per URB through the real client and pumps.
 bench-fast: setup
 	$(BIN)/python tools/bench_fast.py
+
+## make fuzz [SEED=N] [CASES=N]: no root, no VM: every fuzz target, seeded (a fixed seed by
+## default), CASES in all (1,000,000 by default); a count per target, non-zero exit on a failure.
+fuzz: setup
+	$(BIN)/python -m tools.fuzz $(if $(SEED),--seed $(SEED)) $(if $(CASES),--cases $(CASES))
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
