@@ -97,7 +97,8 @@ def _units(snapshot: DeviceSnapshot) -> list[tuple[str, Triple]]:
     the device class when it has none."""
     units = [
         (_where(alt), (alt.b_interface_class, alt.b_interface_sub_class, alt.b_interface_protocol))
-        for alt in snapshot.configurations[0].alt_settings
+        for config in snapshot.configurations[:1]
+        for alt in config.alt_settings
     ]
     device = snapshot.device
     triple = (device.b_device_class, device.b_device_sub_class, device.b_device_protocol)
