@@ -7,6 +7,7 @@ Every error the package raises on purpose is importable from here; all derive fr
 from usbip_gadget._errors import (
     DescriptorError,
     DeviceGone,
+    DeviceRefused,
     EndpointsExhausted,
     ExportError,
     FunctionFsUnsupported,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DescriptorError",
     "DeviceGone",
+    "DeviceRefused",
     "EndpointsExhausted",
     "ExportError",
     "FunctionFsUnsupported",

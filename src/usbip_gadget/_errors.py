@@ -75,6 +75,10 @@ class ExportError(UsbipGadgetError):
         self.gone = gone
 
 
+class DeviceRefused(UsbipGadgetError):
+    """The device policy (``--allow``, ``--allow-class``) does not let this device be plugged."""
+
+
 class GadgetError(UsbipGadgetError):
     """The local USB gadget could not be built, bound or served."""
 

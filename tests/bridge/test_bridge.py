@@ -134,6 +134,7 @@ async def bridged(
     lockstep: bool = False,
     bulk_urbs: str = "exact",
     aio: bool = True,
+    allow_dfu: bool = False,
 ) -> AsyncIterator[Rig]:
     """``remote`` imported over memory streams and bridged to a ``FakeGadget``.
 
@@ -151,7 +152,7 @@ async def bridged(
             log: list[str] = []
             bridge = Bridge(
                 device, gadget, gadget.configuration, depth=depth, bulk_urbs=bulk_urbs,
-                log=log.append,
+                log=log.append, allow_dfu=allow_dfu,
             )  # fmt: skip
             rig = Rig(remote, device, gadget, bridge, log)
             async with trio.open_nursery() as bridge_nursery:

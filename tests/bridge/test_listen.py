@@ -99,3 +99,13 @@ async def test_a_silent_connection_is_dropped_after_the_timeout(
     _silent, silent_end = trio.testing.memory_stream_pair()
     await listener.handle(silent_end)
     assert log == ["peer: no device offered within 3 s"]
+
+
+async def test_an_offer_must_come_within_seconds_whatever_the_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    log: list[str] = []
+    listener = Listener(ListenOptions(timeout=60), "dummy_udc.1", log.append, _Bridges())
+    _silent, silent_end = trio.testing.memory_stream_pair()
+    await listener.handle(silent_end)
+    assert log == ["peer: no device offered within 5 s"]

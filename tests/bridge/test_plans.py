@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 import pytest
 import trio
@@ -134,3 +135,39 @@ async def test_next_in_waits_for_a_command() -> None:
         assert got == []
         plan.saw_out(0x02, cbw(0, data_in=False))
     assert got == [512]
+
+
+async def test_hostile_cbws_leave_the_plan_bounded() -> None:
+    # A PC that announces 4 GiB of data-in with every CBW and reads none of it: each command
+    # replaces the one before, so the plan holds one command's stages, not 4096 lengths each.
+    plan = BulkOnlyPlan(BULK_IN, BULK_OUT)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for tag in range(3000):
+            plan.saw_out(0x02, cbw(0xFFFFFFFF, data_in=True, tag=tag))
+            assert plan.held <= 64
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024
+    assert plan.commands == 3000
+    # What the last command announced is still asked for, lazily, in bounded URBs.
+    assert [await plan.next_in(0x81) for _ in range(3)] == [MAX_URB_LENGTH] * 3
+
+
+async def test_a_short_urb_ends_the_data_stage_and_only_the_status_is_left() -> None:
+    plan = BulkOnlyPlan(BULK_IN, BULK_OUT)
+    plan.saw_out(0x02, cbw(3 * MAX_URB_LENGTH, data_in=True))
+    assert await plan.next_in(0x81) == MAX_URB_LENGTH
+    plan.saw_in(0x81, MAX_URB_LENGTH, 4096)  # the device had 4 KiB: the stage is over
+    assert await drain_in(plan) == [512]
+
+
+async def test_a_new_cbw_drops_what_the_command_before_left() -> None:
+    plan = BulkOnlyPlan(BULK_IN, BULK_OUT)
+    plan.saw_out(0x02, cbw(2 * MAX_URB_LENGTH, data_in=True))
+    assert await plan.next_in(0x81) == MAX_URB_LENGTH
+    plan.requeue(0x81, [MAX_URB_LENGTH])
+    plan.saw_out(0x02, cbw(1024, data_in=True, tag=8))
+    assert await drain_in(plan) == [1024, 512]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
 import trio
+from pyfakefs.fake_filesystem import FakeFilesystem
 
 from tests.client.fakes import FakeServer, FakeUsbDevice, disk, keyboard
 from tests.usb.vectors import CDC_ACM_CONFIG
@@ -204,3 +206,55 @@ def test_plan_says_how_each_endpoint_moves_its_urbs(
     exact = out[out.index("URBs per endpoint:") + 1 :]
     assert len(exact) == 3
     assert all(line.startswith("  0x") and ": exact, one packet" in line for line in exact)
+
+
+GADGETS = "/sys/kernel/config/usb_gadget"
+KEYBOARD_REFUSED = (
+    "refused 1234:abcd 'Keyboard' (1-1 on 127.0.0.1): interface 0 is HID (03:01:01);"
+    " only --allow 1234:abcd or --allow-class 03 plugs it"
+)
+
+
+def test_plan_says_the_policy_refuses_a_keyboard_without_a_rule(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    port, _ = server_port
+    assert main(["plan", f"127.0.0.1:{port}", "1-1"]) == 1
+    assert f"policy: refuses it: {KEYBOARD_REFUSED.split(': ', 1)[1]}" in (
+        capsys.readouterr().out.splitlines()
+    )
+    assert main(["plan", f"127.0.0.1:{port}", "1-1", "--allow-class", "03", "--json"]) == 0
+    policy = json.loads(capsys.readouterr().out)["policy"]
+    assert policy == {"allowed": True, "reason": "--allow-class 03"}
+    assert main(["plan", f"127.0.0.1:{port}", "1-2", "--allow", "1234:abcd", "--json"]) == 1
+    policy = json.loads(capsys.readouterr().out)["policy"]
+    assert policy["allowed"] is False
+    assert policy["reason"].startswith("interface 0 (08:06:50) matches no --allow-class rule")
+
+
+# sysfs and configfs are pyfakefs's; the client's socket writes (os.write) stay real.
+@pytest.mark.parametrize("fs", [[["usbip_gadget.client._device"]]], indirect=True)
+def test_attach_refuses_a_keyboard_in_one_line_and_builds_no_gadget(
+    server_port: tuple[int, FakeServer], capsys: pytest.CaptureFixture[str], fs: FakeFilesystem
+) -> None:
+    port, _ = server_port
+    fs.create_dir("/sys/class/udc/dummy_udc.1")
+    fs.create_dir(GADGETS)
+    assert main(["attach", f"127.0.0.1:{port}", "1-1", "--udc", "dummy_udc.1"]) == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"usbip-gadget: {KEYBOARD_REFUSED}\n")
+    assert os.listdir(GADGETS) == []
+
+
+@pytest.mark.parametrize("command", ["attach", "listen", "plan"])
+def test_a_malformed_class_rule_is_a_usage_error(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = [] if command == "listen" else ["127.0.0.1:1", "1-1"]
+    with pytest.raises(SystemExit) as info:
+        main([command, *where, "--allow-class", "03:1:2:3"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        "usbip-gadget: argument --allow-class: '03:1:2:3' is not CLASS[:SUB[:PROTO]]"
+        " (hex bytes, like 03 or 07:01:02)\n"
+    )

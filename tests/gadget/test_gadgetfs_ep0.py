@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from tests.usb.vectors import CDC_ECM_CONFIG, MASS_STORAGE_DEVICE
 from usbip_gadget import GadgetError
 from usbip_gadget.gadget import Ep0Event, Ep0EventType
-from usbip_gadget.gadget.gadgetfs._ep0 import GadgetFsEp0
+from usbip_gadget.gadget.gadgetfs._ep0 import MAX_READ_AHEAD, GadgetFsEp0
 from usbip_gadget.gadget.gadgetfs._ep0_actions import (
     DONE,
     Action,
@@ -463,3 +463,17 @@ def _histories(draw: st.DrawFn) -> None:
 def test_whatever_ep0_gives_only_a_gadget_error_escapes(data: st.DataObject) -> None:
     with contextlib.suppress(GadgetError):
         data.draw(_histories())
+
+
+def test_a_host_flooding_ep0_during_a_prefetch_is_read_ahead_only_so_far() -> None:
+    # While the bridge forwards an OUT request, a hostile host sends event after event (each
+    # OUT request's data is taken by the controller at once): the prefetch keeps at most
+    # MAX_READ_AHEAD of them and leaves the rest to GadgetFS's own bounded queue.
+    ep0 = machine()
+    play(ep0.events(), ep0, Read(setup(LINE_CODING)), Read(CODING))
+    assert ep0.receive() == Answer(CODING)
+    action, reads = ep0.prefetch(), 0
+    while isinstance(action, ReadEvents) and reads < 1000:
+        action, reads = ep0.send(Read(SUSPEND * 5)), reads + 1
+    assert action == Idle()
+    assert reads * 5 <= MAX_READ_AHEAD + 5

@@ -183,3 +183,12 @@ def test_each_alternate_setting_configures_its_own_endpoint_descriptor() -> None
     alt1, alt2 = (alt.endpoints[0] for alt in snap.configurations[0].alt_settings[1:])
     assert layout.endpoint_config(alt1)[4:] == bytes.fromhex("0705810310000107058103100004")
     assert layout.endpoint_config(alt2)[4:] == bytes.fromhex("0705810340000107058103400004")
+
+
+@pytest.mark.parametrize("requested", list(Backend))
+def test_a_device_without_configurations_has_no_backend(requested: Backend) -> None:
+    device = bytearray(MASS_STORAGE_DEVICE)
+    device[17] = 0  # bNumConfigurations
+    empty = DeviceSnapshot.from_raw("1-1", Speed.HIGH, bytes(device), ())
+    with pytest.raises(NoBackend, match="no configuration 1"):
+        plan_backend(empty, requested)

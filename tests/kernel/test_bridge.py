@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -110,9 +111,10 @@ def test_keyboard_through_the_bridge(usbipd: str, tmp_path: Path) -> None:
         _gadget.keyboard_gadget() as source,
         _usbip.exported(source.busid) as busid,
         _bridge.bridged(
-            usbipd, busid, source.spec.vid, source.spec.pid, tmp_path / "attach.log"
+            usbipd, busid, source.spec.vid, source.spec.pid, tmp_path / "attach.log",
+            ["--allow-class", "03"],
         ) as bridge,
-    ):
+    ):  # fmt: skip
         event_node = _wait_node(lambda: _sysfs.event_devices(bridge.device), "a bridged input")
         hidg = _gadget.char_device(source, "kbd")
         deadline = time.monotonic() + IO_TIMEOUT_S
@@ -132,6 +134,40 @@ def test_keyboard_through_the_bridge(usbipd: str, tmp_path: Path) -> None:
             os.close(events_fd)
         assert (_devio.EV_KEY, _devio.KEY_A, 1) in events
         _stopped_cleanly(bridge)
+
+
+@pytest.mark.timeout(300)
+def test_a_keyboard_is_plugged_only_with_a_rule(usbipd: str, tmp_path: Path) -> None:
+    with _gadget.keyboard_gadget() as source, _usbip.exported(source.busid) as busid:
+        vid, pid = source.spec.vid, source.spec.pid
+        ident = f"{vid:04x}:{pid:04x}"
+        gadgets = sorted(p.name for p in _gadget.GADGETS.iterdir())
+        done = subprocess.run(
+            [str(_bridge.CLI), "attach", usbipd, busid, "--udc", _bridge.BRIDGE_UDC,
+             "--name", "bridge"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert done.stdout == ""
+        assert done.stderr == (
+            f"usbip-gadget: refused {ident} 'Keyboard Gadget' ({busid} on {usbipd}): interface 0"
+            f" is HID (03:01:01); only --allow {ident} or --allow-class 03 plugs it\n"
+        )
+        # No gadget was made for it, and the host on the bridge's bus saw nothing.
+        assert sorted(p.name for p in _gadget.GADGETS.iterdir()) == gadgets
+        buses = _sysfs.udc_host_buses(_bridge.BRIDGE_UDC)
+        assert not _sysfs.usb_devices(buses)
+        # attach's connection closed: usbip-host resets the keyboard, then offers it again.
+        _sysfs.wait_until(
+            lambda: _usbip.stub_status(busid) == _usbip.SDEV_ST_AVAILABLE, 30.0, "re-export"
+        )
+        log = tmp_path / "attach.log"
+        with _bridge.bridged(usbipd, busid, vid, pid, log, ["--allow-class", "03"]) as bridge:
+            _wait_node(lambda: _sysfs.event_devices(bridge.device), "a bridged input")
+            assert "usbhid" in _sysfs.interface_drivers(bridge.device).values()
+            assert f"plugged {ident} ({busid} on {usbipd})" in bridge.text()
+            assert "no --allow rule" not in bridge.text()
+            _stopped_cleanly(bridge)
 
 
 @pytest.mark.timeout(400)
@@ -213,3 +249,33 @@ def test_attach_refuses_a_missing_busid_in_one_line(usbipd: str) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert "cannot import 9-9" in lines[0], done.stderr
+
+
+@pytest.mark.timeout(300)
+def test_a_second_attach_with_the_same_name_is_refused_and_sighup_unplugs(
+    usbipd: str, backing_file: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    image, _content = backing_file
+    log = tmp_path / "attach.log"
+    with (
+        _gadget.storage_gadget(image) as source,
+        _usbip.exported(source.busid) as busid,
+        _bridge.bridged(usbipd, busid, source.spec.vid, source.spec.pid, log) as bridge,
+    ):
+        second = subprocess.run(
+            [str(_bridge.CLI), "attach", usbipd, busid, "--udc", _bridge.BRIDGE_UDC,
+             "--name", "bridge"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 1, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1, second.stderr
+        assert "gadget bridge is in use by another usbip-gadget" in lines[0]
+        assert bridge.find() is not None  # the first one is still plugged
+        # An SSH session dropping: SIGHUP unplugs cleanly, as SIGTERM does.
+        began = time.monotonic()
+        bridge.process.send_signal(signal.SIGHUP)
+        assert bridge.process.wait(_bridge.STOP_TIMEOUT_S) == 0, bridge.text()
+        assert time.monotonic() - began < 5.0
+        assert "SIGHUP: unplugging" in bridge.text()
+        _sysfs.wait_until(lambda: bridge.find() is None, 5.0, "the host seeing the unplug")

@@ -57,7 +57,7 @@ def test_no_matching_device_is_one_line_with_exit_1(capsys: pytest.CaptureFixtur
     assert captured.err.count("\n") == 1
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_releases_the_devices_and_returns(
     signum: signal.Signals, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,11 +3,16 @@
 When the remote side ends (the server closes the connection, the device goes away) the
 gadget is unplugged at once, so the host sees a clean unplug. With ``reconnect`` the device
 is imported again with backoff and plugged again when it is back.
+
+Each enumerated device goes through the device policy (``DeviceGate``) before any gadget is
+built; a refused one ends ``attach`` with ``DeviceRefused``, reconnecting or not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -19,16 +24,26 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
+from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._plans import EXACT
+from usbip_gadget.bridge._policy import NO_RULES, DeviceGate, DevicePolicy
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
+    DEFAULT_ENUMERATION_TIMEOUT,
     RemoteDevice,
     enumerate_device,
-    open_connection,
     open_remote_device,
 )
-from usbip_gadget.gadget import Backend, choose_udc, list_udcs, open_gadget
+from usbip_gadget.gadget import (
+    Backend,
+    GadgetBackend,
+    choose_udc,
+    gadget_lock,
+    list_udcs,
+    open_gadget,
+)
+from usbip_gadget.usb import DeviceSnapshot
 
 FIRST_RETRY_S = 1.0
 LAST_RETRY_S = 30.0
@@ -50,16 +65,37 @@ class AttachOptions:
     timeout: float = 10.0
     backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
+    policy: DevicePolicy = NO_RULES
+    allow_dfu: bool = False
+    transport: Transport = PLAIN
+    enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
-    """Bridge until the remote side ends (its error is raised) or, with reconnect, forever."""
+    """Bridge until the remote side ends (its error is raised) or, with reconnect, forever.
+
+    The gadget name is locked first (``GadgetError`` if another process holds it)."""
+    with gadget_lock(options.name):
+        await _attach(options, log)
+
+
+async def _attach(options: AttachOptions, log: Log) -> None:
     udc = choose_udc(options.udc, list_udcs())
+    plug = Plug(
+        udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs,
+        gate=DeviceGate(options.policy, pin=True), allow_dfu=options.allow_dfu,
+        enumeration_timeout=options.enumeration_timeout,
+    )  # fmt: skip
+    await attach_to(options, plug, log)
+
+
+async def attach_to(options: AttachOptions, plug: Plug, log: Log) -> None:
+    """``attach`` on a chosen controller; one ``plug`` (and so one device gate) for the run."""
     delay = FIRST_RETRY_S
     while True:
         plugged = trio.Event()
         try:
-            await _attach_once(options, udc, log, plugged)
+            await _attach_once(options, plug, log, plugged)
         except RETRYABLE as exc:
             if not options.reconnect:
                 raise
@@ -70,21 +106,28 @@ async def attach(options: AttachOptions, *, log: Log) -> None:
             delay = min(delay * 2, LAST_RETRY_S)
 
 
-async def _attach_once(options: AttachOptions, udc: str, log: Log, plugged: trio.Event) -> None:
-    stream = await open_connection(options.host, options.port, timeout=options.timeout)
+async def _attach_once(options: AttachOptions, plug: Plug, log: Log, plugged: trio.Event) -> None:
+    stream = await dial(
+        options.host, options.port, timeout=options.timeout, transport=options.transport
+    )
     async with (
         stream,
         open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
     ):
-        where = Plug(
-            udc, options.name, options.depth, options.timeout, options.backend, options.bulk_urbs
-        )
-        await plug_and_bridge(remote, where, f"{options.busid} on {options.host}", log, plugged)
+        await plug_and_bridge(remote, plug, f"{options.busid} on {options.host}", log, plugged)
+
+
+class GadgetOpener(Protocol):
+    """Builds and plugs the gadget replaying a snapshot: ``open_gadget``, or a fake in tests."""
+
+    def __call__(
+        self, snapshot: DeviceSnapshot, backend: Backend, *, udc: str, name: str
+    ) -> AbstractAsyncContextManager[GadgetBackend]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Plug:
-    """Where and how a remote device is replayed."""
+    """Where and how a remote device is replayed, and which devices and requests may pass."""
 
     udc: str
     name: str = "usbip-gadget"
@@ -92,26 +135,36 @@ class Plug:
     timeout: float = 10.0
     backend: Backend = Backend.AUTO
     bulk_urbs: str = EXACT
+    gate: DeviceGate = field(default_factory=DeviceGate)
+    allow_dfu: bool = False
+    opener: GadgetOpener = open_gadget
+    enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
 
 
 async def plug_and_bridge(
     remote: RemoteDevice, plug: Plug, origin: str, log: Log, plugged: trio.Event
 ) -> None:
     """Enumerate ``remote``, plug a gadget replaying it, and bridge until one side ends."""
-    snapshot = await enumerate_device(remote, timeout=plug.timeout)
+    snapshot = await enumerate_device(
+        remote, timeout=plug.timeout, deadline=plug.enumeration_timeout
+    )
+    hint = plug.gate.admit(snapshot, origin)  # before any gadget exists
+    if hint is not None:
+        log(hint)
     device = snapshot.device
     ident = f"{device.id_vendor:04x}:{device.id_product:04x}"
     config = snapshot.configurations[0]
     outcome = "stopped"
     try:
-        gadget_cm = open_gadget(snapshot, plug.backend, udc=plug.udc, name=plug.name)
+        gadget_cm = plug.opener(snapshot, plug.backend, udc=plug.udc, name=plug.name)
         async with gadget_cm as gadget:
             log(f"plugged {ident} ({origin}) into {plug.udc} ({gadget.name})")
             plugged.set()
             try:
                 bridge = Bridge(
-                    remote, gadget, config, depth=plug.depth, bulk_urbs=plug.bulk_urbs, log=log
-                )
+                    remote, gadget, config, depth=plug.depth, bulk_urbs=plug.bulk_urbs, log=log,
+                    allow_dfu=plug.allow_dfu,
+                )  # fmt: skip
                 await bridge.run()
             except UsbipGadgetError as exc:
                 outcome = exc.one_line()
@@ -121,4 +174,12 @@ async def plug_and_bridge(
             log(f"unplugged {ident} from {plug.udc}: {outcome}")
 
 
-__all__ = ["RETRYABLE", "AttachOptions", "Plug", "attach", "plug_and_bridge"]
+__all__ = [
+    "RETRYABLE",
+    "AttachOptions",
+    "GadgetOpener",
+    "Plug",
+    "attach",
+    "attach_to",
+    "plug_and_bridge",
+]

@@ -1,7 +1,8 @@
 """The bridge: one ep0 loop and one pump per endpoint between a gadget and a remote device.
 
 The ep0 loop reads the gadget's events in order. A SETUP is forwarded to the remote device as
-a control URB and its answer (data, acknowledgement or stall) goes back to the host; ENABLE
+a control URB and its answer (data, acknowledgement or stall) goes back to the host, unless
+the control policy refuses it (then it is stalled and never sent); ENABLE
 (the host chose the configuration) configures the remote device and starts the pumps;
 DISABLE, UNBIND and SUSPEND stop them, which unlinks what they had in flight; RESUME starts
 them again. The remote side ending (connection closed, device gone) ends ``run``.
@@ -20,6 +21,7 @@ from usbip_gadget._errors import (
     UsbipTimeout,
 )
 from usbip_gadget._groups import collapse_ours
+from usbip_gadget.bridge._control_policy import ControlPolicy
 from usbip_gadget.bridge._plans import BULK_ONLY_RESET, EXACT, BulkOnlyPlan, Plan, plans_for
 from usbip_gadget.bridge._pumps import Log, clear_remote_halt, make_pump
 from usbip_gadget.client import RemoteDevice
@@ -52,6 +54,7 @@ class Bridge:
         depth: int = DEFAULT_DEPTH,
         bulk_urbs: str = EXACT,
         log: Log = _quiet,
+        allow_dfu: bool = False,
     ) -> None:
         if depth < 1:
             raise ValueError("read-ahead depth must be at least 1")
@@ -61,6 +64,7 @@ class Bridge:
         self._depth = depth
         self._log = log
         self._plans: dict[int, Plan] = plans_for(config, bulk_urbs)
+        self._requests = ControlPolicy.for_configuration(config, allow_dfu=allow_dfu)
         self._enabled = False
         self._pumps: trio.CancelScope | None = None
         self._pumps_done = trio.Event()
@@ -101,6 +105,8 @@ class Bridge:
 
     async def _setup(self, setup: SetupPacket) -> None:
         remote_setup = self._gadget.ep0_remap.setup_to_remote(setup)
+        if await self._refused(setup, remote_setup):
+            return
         try:
             if setup.is_in:
                 data = await self._remote.control(remote_setup, timeout=CONTROL_TIMEOUT)
@@ -119,6 +125,15 @@ class Bridge:
             self._log(f"control request dropped: {exc.one_line()}")
             return
         await self._after(remote_setup)
+
+    async def _refused(self, setup: SetupPacket, remote_setup: SetupPacket) -> bool:
+        """Stall a request the control policy refuses, with one log line; whether it did."""
+        refusal = self._requests.refusal(remote_setup)
+        if refusal is None:
+            return False
+        self._log(f"refused control request {setup.pack().hex()} from the host: {refusal}")
+        await self._stall()
+        return True
 
     async def _control_out(self, setup: SetupPacket, data: bytes) -> None:
         """OUT data the host has already had acknowledged by the controller (f_fs)."""

@@ -174,7 +174,14 @@ class AdaptivePlan(StreamPlan):
 
 
 class BulkOnlyPlan:
-    """Bulk-Only Transport: URBs follow the commands (USB MSC BOT 1.0 §5)."""
+    """Bulk-Only Transport: URBs follow the commands (USB MSC BOT 1.0 §5).
+
+    What it holds does not grow with what the host announces: one command's data-in stage
+    is a byte count cut into URB lengths as they are asked for, its status one flag, and the
+    lengths of unlinked URBs to queue again at most one pump's read-ahead. A short URB ends
+    the data stage (the rest is not asked for), and a new CBW drops whatever the command
+    before it left: the host has its status, so nothing more of it will come.
+    """
 
     watchdog: float | None = None
     pipelined_out = False
@@ -184,25 +191,41 @@ class BulkOnlyPlan:
         self.out_address = bulk_out.b_endpoint_address
         self._in_packet = max(1, bulk_in.max_packet_size)
         self._out_packet = max(1, bulk_out.max_packet_size)
-        self._in: deque[int] = deque()
+        self._requeued: deque[int] = deque()  # unlinked URBs' lengths, to queue first
+        self._data_in = 0  # bytes of the data-in stage not yet queued
+        self._status_due = False  # the status URB (CSW) not yet queued
         self._in_added = trio.Event()
         self._data_out = 0  # bytes of a data-out stage still to come from the host
         self._in_chunk = MAX_URB_LENGTH - MAX_URB_LENGTH % self._in_packet
         self._out_chunk = MAX_URB_LENGTH - MAX_URB_LENGTH % self._out_packet
         self.commands = 0
 
+    @property
+    def held(self) -> int:
+        """How many URB lengths the plan holds now (queued lengths and pending stages)."""
+        return len(self._requeued) + bool(self._data_in) + self._status_due
+
     async def next_in(self, address: int) -> int:
-        while not self._in:
+        while not self.held:
             self._in_added = trio.Event()
             await self._in_added.wait()
-        return self._in.popleft()
+        if self._requeued:
+            return self._requeued.popleft()
+        if self._data_in:
+            length = min(self._data_in, self._in_chunk)
+            self._data_in -= length
+            return length
+        self._status_due = False
+        return self._in_packet
 
     def requeue(self, address: int, lengths: Iterable[int]) -> None:
-        self._in.extendleft(reversed(list(lengths)))
+        # At most what one pump had queued: lengths come back only from URBs it posted.
+        self._requeued.extendleft(reversed(list(lengths)))
         self._in_added.set()
 
     def saw_in(self, address: int, requested: int, received: int) -> None:
-        pass
+        if received < requested:
+            self._data_in = 0  # a short packet ended the data stage: the status is next
 
     def pin(self, address: int) -> None:
         pass
@@ -224,29 +247,32 @@ class BulkOnlyPlan:
         self._expect(data)
 
     def _expect(self, cbw: bytes) -> None:
-        csw = self._in_packet
+        # The host sends a CBW once it has the status of the command before: drop its rest.
+        self._requeued.clear()
+        self._data_in = 0
         if len(cbw) != CBW_LENGTH or _CBW.unpack_from(cbw)[0] != CBW_SIGNATURE:
             # Not a valid CBW: the device will stall; read one packet in case it does not.
-            self._queue_in(csw)
+            self._queue_in(0)
             return
         _signature, _tag, length, flags = _CBW.unpack_from(cbw)
         self.commands += 1
         if length and flags & 0x80:
-            self._queue_in(*self._chunks(whole_packets(length, self._in_packet)), csw)
+            self._queue_in(whole_packets(length, self._in_packet))
         else:
             self._data_out = length
-            self._queue_in(csw)
+            self._queue_in(0)
 
-    def _chunks(self, length: int) -> list[int]:
-        full, rest = divmod(length, self._in_chunk)
-        return [self._in_chunk] * full + ([rest] if rest else [])
-
-    def _queue_in(self, *lengths: int) -> None:
-        self._in.extend(lengths)
+    def _queue_in(self, data_in: int) -> None:
+        """Queue a command's data-in stage of ``data_in`` bytes (whole packets), then its
+        status."""
+        self._data_in = data_in
+        self._status_due = True
         self._in_added.set()
 
     def reset(self) -> None:
-        self._in.clear()
+        self._requeued.clear()
+        self._data_in = 0
+        self._status_due = False
         self._data_out = 0
 
 

@@ -14,14 +14,16 @@ import trio
 
 from usbip_gadget._errors import GadgetError, NoBackend, UsbipGadgetError
 from usbip_gadget._groups import collapse_single
+from usbip_gadget._net import PLAIN, Transport, load_tls, parse_ws_url
 from usbip_gadget.bridge import (
     AttachOptions,
+    DevicePolicy,
     ListenOptions,
     attach,
     describe_plans,
     listen,
 )
-from usbip_gadget.cli._parser import build_parser, usage_error
+from usbip_gadget.cli._parser import build_parser, tls_files, usage_error
 from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
 from usbip_gadget.gadget import (
     KNOWN_ENDPOINT_FILES,
@@ -36,12 +38,15 @@ from usbip_gadget.server import (
     DeviceSource,
     PyusbSource,
     Selection,
+    ServeOptions,
     connect,
     serve,
 )
-from usbip_gadget.usb import Speed, render_tree
+from usbip_gadget.usb import DeviceSnapshot, Speed, render_tree
 
 T = TypeVar("T")
+# SIGHUP too: the SSH session that started a command dropping must unplug cleanly, not kill.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _printable(text: str) -> str:
@@ -70,9 +75,27 @@ def _format_summary(item: DeviceSummary) -> str:
     return f"{line} {name}".rstrip()
 
 
+def _transport(
+    args: argparse.Namespace, *, server_side: bool, websocket: str | None = None
+) -> Transport:
+    """The --tls options (checked and loaded now) and ``websocket``, as a ``Transport``."""
+    files = tls_files(args)
+    if files is None:
+        return Transport(websocket=websocket) if websocket is not None else PLAIN
+    peer_name = None if server_side else args.tls_peer_name
+    tls = load_tls(*files, server_side=server_side, peer_name=peer_name)
+    return Transport(tls=tls, websocket=websocket)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     host, port = parse_address(args.server)
-    items = _run(lambda: summarize(host, port, timeout=args.timeout, probe=not args.no_probe))
+    transport = _transport(args, server_side=False)
+    probe, deadline = not args.no_probe, args.enumeration_timeout
+    items = _run(
+        lambda: summarize(
+            host, port, timeout=args.timeout, probe=probe, deadline=deadline, transport=transport
+        )
+    )
     if not items:
         print(f"{host}:{port} exports no devices", file=sys.stderr)
     for item in items:
@@ -81,13 +104,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    host, port = parse_address(args.server)
-    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    snapshot = _run(lambda: _describe(args))
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2))
     else:
         print(_printable(render_tree(snapshot)))
     return 0
+
+
+async def _describe(args: argparse.Namespace) -> DeviceSnapshot:
+    host, port = parse_address(args.server)
+    return await describe(
+        host, port, args.busid, timeout=args.timeout, deadline=args.enumeration_timeout,
+        transport=_transport(args, server_side=False),
+    )  # fmt: skip
 
 
 def _cmd_udc(_args: argparse.Namespace) -> int:
@@ -108,7 +138,9 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     options = AttachOptions(
         host, port, args.busid, udc=args.udc, name=args.name, depth=args.readahead,
         reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
-        bulk_urbs=args.bulk_urbs,
+        bulk_urbs=args.bulk_urbs, policy=_device_policy(args), allow_dfu=args.allow_dfu,
+        transport=_transport(args, server_side=False),
+        enumeration_timeout=args.enumeration_timeout,
     )  # fmt: skip
     if args.dry_run:
         return _print_plan(args, as_json=False)
@@ -116,39 +148,53 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device_policy(args: argparse.Namespace) -> DevicePolicy:
+    return DevicePolicy.of(args.allow, args.allow_class)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     return _print_plan(args, as_json=args.json)
 
 
 def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
-    host, port = parse_address(args.server)
     udcs = list_udcs()
     udc = args.udc if args.udc is not None else (udcs[0] if len(udcs) == 1 else None)
     driver = udc_driver(udc)
     files = KNOWN_ENDPOINT_FILES.get(driver or "")
-    snapshot = _run(lambda: describe(host, port, args.busid, timeout=args.timeout))
+    snapshot = _run(lambda: _describe(args))
+    verdict = _device_policy(args).verdict(snapshot)
     try:
         plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)
     except NoBackend as exc:
         if not as_json:
             raise
-        print(json.dumps({"backend": None, "refused": exc.one_line()}, indent=2))
+        refused = {"backend": None, "refused": exc.one_line(), "policy": verdict.to_json()}
+        print(json.dumps(refused, indent=2))
         return 1
     urbs = describe_plans(snapshot.configurations[0], args.bulk_urbs)
     if as_json:
-        print(json.dumps({**plan_json(plan), "urbs": urbs}, indent=2))
+        print(json.dumps({**plan_json(plan), "urbs": urbs, "policy": verdict.to_json()}, indent=2))
     else:
-        lines = [*render_plan(plan), "URBs per endpoint:", *(f"  {line}" for line in urbs)]
-        print(_printable("\n".join(lines)))
-    return 0
+        urb_lines = ["URBs per endpoint:", *(f"  {line}" for line in urbs)]
+        print(_printable("\n".join([*render_plan(plan), verdict.line(), *urb_lines])))
+    return 0 if verdict.allowed else 1
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     selection = Selection.of(args.allow, args.busid)
     if selection.empty:
         usage_error("serve: nothing is exported unless selected: use --allow or --busid")
+    transport = _transport(args, server_side=True)
     source = PyusbSource()
-    _run(lambda: _serve_until_signal(source, selection, args.bind, args.port))
+    options = ServeOptions(
+        handshake_timeout=args.timeout, idle_timeout=args.idle_timeout,
+        max_connections=args.max_connections, max_per_address=args.max_per_address,
+    )  # fmt: skip
+    serving = partial(
+        _serve_until_signal, source, selection, args.bind, args.port,
+        transport=transport, options=options,
+    )  # fmt: skip
+    _run(serving)
     return 0
 
 
@@ -158,14 +204,18 @@ async def _serve_until_signal(
     host: str,
     port: int,
     *,
+    transport: Transport = PLAIN,
+    options: ServeOptions | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``serve`` until SIGINT or SIGTERM; the imported devices are released either way."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+    """``serve`` until SIGINT, SIGTERM or SIGHUP; the imported devices are released either way."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(
-                partial(serve, source, selection, host=host, port=port, log=_log)
-            )
+            serving = partial(
+                serve, source, selection, host=host, port=port, log=_log,
+                transport=transport, options=options,
+            )  # fmt: skip
+            bound = await nursery.start(serving)
             task_status.started(bound)
             async for signum in signals:
                 _log(f"{signal.Signals(signum).name}: stopping")
@@ -177,21 +227,43 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     options = ListenOptions(
         args.bind, args.port, udc=args.udc, name=args.name, depth=args.readahead,
         timeout=args.timeout, backend=args.backend, bulk_urbs=args.bulk_urbs,
+        policy=_device_policy(args), allow_dfu=args.allow_dfu,
+        transport=_transport(args, server_side=True, websocket=args.ws),
+        enumeration_timeout=args.enumeration_timeout, max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
     )  # fmt: skip
     _run(lambda: _until_signal(partial(listen, options, log=_log), "unplugging"))
     return 0
 
 
 def _cmd_connect(args: argparse.Namespace) -> int:
-    host, port = parse_address(args.server)
-    offer = partial(connect, PyusbSource(), args.busid, host, port, timeout=args.timeout, log=_log)
+    host, port, transport = _dialed(args)
+    offer = partial(
+        connect, PyusbSource(), args.busid, host, port,
+        timeout=args.timeout, log=_log, transport=transport,
+    )  # fmt: skip
     _run(lambda: _until_signal(offer, "withdrawing"))
     return 0
 
 
+def _dialed(args: argparse.Namespace) -> tuple[str, int, Transport]:
+    """``connect``'s peer: HOST[:PORT] (TLS with the --tls options), or a ws:// or wss:// URL
+    (wss needs the --tls options, ws takes none)."""
+    if not args.server.startswith(("ws://", "wss://")):
+        host, port = parse_address(args.server)
+        return host, port, _transport(args, server_side=False)
+    url = parse_ws_url(args.server)
+    given = tls_files(args) is not None
+    if url.secure and not given:
+        usage_error("wss:// needs --tls-cert, --tls-key and --tls-ca (mutual TLS)")
+    if given and not url.secure:
+        usage_error("ws:// is plain: use wss:// with the --tls options")
+    return url.host, url.port, _transport(args, server_side=False, websocket=url.path)
+
+
 async def _until_signal(job: Callable[[], Awaitable[object]], doing: str) -> None:
-    """Run ``job`` until it ends or SIGINT/SIGTERM arrives (then it is cancelled)."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, collapse_single():
+    """Run ``job`` until it ends or SIGINT/SIGTERM/SIGHUP arrives (then it is cancelled)."""
+    with trio.open_signal_receiver(*_STOP_SIGNALS) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
 
             async def stop_on_signal() -> None:

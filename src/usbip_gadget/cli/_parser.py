@@ -9,7 +9,9 @@ from typing import TypeVar
 
 from usbip_gadget import __version__
 from usbip_gadget._errors import UsbipGadgetError
-from usbip_gadget.bridge import BULK_URBS, DEFAULT_DEPTH, DEFAULT_LISTEN
+from usbip_gadget._net import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_ADDRESS
+from usbip_gadget.bridge import BULK_URBS, DEFAULT_DEPTH, DEFAULT_LISTEN, parse_class_rule
+from usbip_gadget.client import DEFAULT_ENUMERATION_TIMEOUT
 from usbip_gadget.gadget import Backend
 from usbip_gadget.protocol import DEFAULT_PORT
 from usbip_gadget.server import DEFAULT_BIND, check_busid, parse_vid_pid
@@ -62,16 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=_seconds, default=10.0, help="seconds per network step (default 10)"
     )
+    parser.add_argument(
+        "--enumeration-timeout", type=_seconds, default=DEFAULT_ENUMERATION_TIMEOUT,
+        metavar="S", help="seconds for reading all of a device's descriptors, and for all of"
+        f" list's probing (default {DEFAULT_ENUMERATION_TIMEOUT:g})",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p_list = sub.add_parser("list", help="list the devices a USB/IP server exports")
     p_list.add_argument("server", metavar="HOST[:PORT]")
     p_list.add_argument(
         "--no-probe", action="store_true", help="do not import each device to read its product"
     )
+    add_tls_options(p_list, dialing=True)
     p_desc = sub.add_parser("describe", help="import a device, enumerate it, print its descriptors")
     p_desc.add_argument("server", metavar="HOST[:PORT]")
     p_desc.add_argument("busid")
     p_desc.add_argument("--json", action="store_true", help="print the device snapshot as JSON")
+    add_tls_options(p_desc, dialing=True)
     sub.add_parser("udc", help="list this machine's USB device controllers")
     p_attach = sub.add_parser(
         "attach", help="replay a remote device on a USB device controller and bridge its traffic"
@@ -79,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_attach.add_argument("server", metavar="HOST[:PORT]")
     p_attach.add_argument("busid")
     _add_gadget_options(p_attach)
+    _add_policy_options(p_attach)
     p_attach.add_argument(
         "--reconnect", action="store_true", help="when the device goes away, wait for it"
     )
@@ -86,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true",
         help="print the plan (backend, what the host will see differently) and plug nothing",
     )  # fmt: skip
+    add_tls_options(p_attach, dialing=True)
     p_plan = sub.add_parser(
         "plan",
         help="which backend would replay a remote device, and what the host sees differently",
@@ -99,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p_plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _add_bulk_urbs(p_plan)
+    _add_device_rules(p_plan)
+    add_tls_options(p_plan, dialing=True)
     _serve_parser(sub)
     _connect_parsers(sub)
     return parser
@@ -118,6 +131,26 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p_serve.add_argument(
         "--busid", type=_argument(check_busid), action="append", default=[],
         help="export the device at this bus ID, like 1-1 (repeatable)",
+    )  # fmt: skip
+    add_tls_options(p_serve, dialing=False)
+    _add_connection_caps(p_serve)
+    p_serve.add_argument(
+        "--idle-timeout", type=_seconds, default=None, metavar="S",
+        help="drop a client that has had no URB in flight and sent nothing for S seconds"
+        " (default: never)",
+    )  # fmt: skip
+
+
+def _add_connection_caps(parser: argparse.ArgumentParser) -> None:
+    """How many connections a listening command holds at once (serve, listen)."""
+    parser.add_argument(
+        "--max-connections", type=_count, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+        help=f"connections held at once; more are closed at once (default"
+        f" {DEFAULT_MAX_CONNECTIONS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-per-address", type=_count, default=DEFAULT_MAX_PER_ADDRESS, metavar="N",
+        help=f"connections held at once from one address (default {DEFAULT_MAX_PER_ADDRESS})",
     )  # fmt: skip
 
 
@@ -148,6 +181,30 @@ def _add_bulk_urbs(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_device_rules(parser: argparse.ArgumentParser) -> None:
+    """Which devices may be plugged (attach, listen, plan)."""
+    parser.add_argument(
+        "--allow", type=_argument(parse_vid_pid), action="append", default=[],
+        metavar="VID:PID", help="plug the device with this idVendor:idProduct, HID included"
+        " (repeatable); once any rule is given, only devices a rule admits are plugged",
+    )  # fmt: skip
+    parser.add_argument(
+        "--allow-class", type=_argument(parse_class_rule), action="append", default=[],
+        metavar="CLASS[:SUB[:PROTO]]", help="plug devices whose every interface matches one"
+        " of these rules (hex, like 08 or 03:01:01; repeatable); without a rule of class 03"
+        " no HID device (keyboard, mouse) is plugged",
+    )  # fmt: skip
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    """Which devices may be plugged and which of the host's requests reach them."""
+    _add_device_rules(parser)
+    parser.add_argument(
+        "--allow-dfu", action="store_true",
+        help="pass the host's DFU (firmware update) requests to the device (refused by default)",
+    )  # fmt: skip
+
+
 def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     p_listen = sub.add_parser(
         "listen", help="wait for a device side to offer a device (connect), and bridge it"
@@ -157,12 +214,66 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         help=f"address to listen on (default {DEFAULT_LISTEN}: this machine only)",
     )  # fmt: skip
     p_listen.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
+    p_listen.add_argument(
+        "--ws", type=_ws_path, metavar="PATH",
+        help="take offers as WebSocket connections for PATH, like /usbip (wss:// with the"
+        " --tls options; plain ws:// only for tests on this machine)",
+    )  # fmt: skip
     _add_gadget_options(p_listen)
+    _add_policy_options(p_listen)
+    add_tls_options(p_listen, dialing=False)
+    _add_connection_caps(p_listen)
     p_connect = sub.add_parser(
         "connect", help="offer a local USB device to a listening gadget side, and serve it"
     )
-    p_connect.add_argument("server", metavar="HOST[:PORT]")
+    p_connect.add_argument(
+        "server", metavar="HOST[:PORT]|wss://HOST[:PORT]/PATH",
+        help="the listening side: USB/IP on TCP (with TLS given the --tls options), or a"
+        " WebSocket URL (wss:// needs the --tls options, ws:// takes none)",
+    )  # fmt: skip
     p_connect.add_argument("busid", type=_argument(check_busid))
+    add_tls_options(p_connect, dialing=True)
+
+
+_TLS_GROUP = """\
+all three together, on both ends (PEM files); without them, plain TCP (what Linux's usbipd
+and usbip speak)"""
+
+
+def add_tls_options(parser: argparse.ArgumentParser, *, dialing: bool) -> None:
+    """Mutual TLS, the same on every command that has a network peer; ``dialing``: the
+    side that connects, which checks the name on the peer's certificate."""
+    group = parser.add_argument_group("mutual TLS", _TLS_GROUP)
+    group.add_argument("--tls-cert", metavar="FILE", help="this side's certificate")
+    group.add_argument("--tls-key", metavar="FILE", help="its private key")
+    group.add_argument(
+        "--tls-ca", metavar="FILE",
+        help="the CA that signed the peer's certificate: peers without one are refused",
+    )  # fmt: skip
+    if dialing:
+        group.add_argument(
+            "--tls-peer-name", metavar="NAME",
+            help="the name the server's certificate must carry (default: the host dialed)",
+        )  # fmt: skip
+
+
+def tls_files(args: argparse.Namespace) -> tuple[str, str, str] | None:
+    """(cert, key, ca), or None without TLS; a partial set is a usage error (exit 2)."""
+    given = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key, "--tls-ca": args.tls_ca}
+    missing = [name for name, value in given.items() if value is None]
+    if len(missing) == len(given):
+        if getattr(args, "tls_peer_name", None) is not None:
+            usage_error("--tls-peer-name needs --tls-cert, --tls-key and --tls-ca")
+        return None
+    if missing:
+        usage_error(f"--tls-cert, --tls-key and --tls-ca go together: missing {', '.join(missing)}")
+    return args.tls_cert, args.tls_key, args.tls_ca
+
+
+def _ws_path(text: str) -> str:
+    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL path like /usbip")
+    return text
 
 
 def _depth(text: str) -> int:
@@ -173,6 +284,12 @@ def _depth(text: str) -> int:
     if not 1 <= value <= MAX_DEPTH:
         raise argparse.ArgumentTypeError(f"{text!r} is not a depth from 1 to {MAX_DEPTH}")
     return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
 
 def _gadget_name(text: str) -> str:

@@ -10,7 +10,7 @@ This room imports the standard library, trio, ``usbip_gadget._errors``, ``_group
 
 from usbip_gadget._net import open_connection, parse_address
 from usbip_gadget.client._device import RemoteDevice
-from usbip_gadget.client._enumerate import enumerate_device
+from usbip_gadget.client._enumerate import DEFAULT_ENUMERATION_TIMEOUT, enumerate_device
 from usbip_gadget.client._handshake import (
     ExportOffer,
     accept_exported_device,
@@ -26,6 +26,7 @@ from usbip_gadget.client._operations import DeviceSummary, describe, fetch_devli
 from usbip_gadget.client._urb import Urb, UrbResult
 
 __all__ = [
+    "DEFAULT_ENUMERATION_TIMEOUT",
     "DeviceSummary",
     "ExportOffer",
     "RemoteDevice",

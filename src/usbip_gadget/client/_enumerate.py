@@ -4,7 +4,9 @@ Device descriptor; each configuration's first 9 bytes, then all ``wTotalLength``
 string language IDs, then every string referenced anywhere; the BOS when bcdUSB ≥ 2.01;
 the device qualifier of a high-speed device; each HID interface's report descriptor, after
 selecting that interface's configuration as a host does.
-Optional descriptors a device refuses (a stall) are recorded as absent.
+Optional descriptors a device refuses (a stall) are recorded as absent. The whole sequence
+has one deadline besides each request's timeout: a device answering each of thousands of
+string requests just in time cannot hold the caller for days.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from usbip_gadget._errors import Stall
+import trio
+
+from usbip_gadget._errors import DescriptorError, Stall, UsbipTimeout
 from usbip_gadget.client._device import RemoteDevice
 from usbip_gadget.usb import (
     Configuration,
@@ -33,6 +37,8 @@ from usbip_gadget.usb import (
 #: What Linux and Windows ask for when reading a string descriptor.
 _STRING_REQUEST_LENGTH = 255
 _BOS_MIN_BCD_USB = 0x0201
+#: Seconds a whole enumeration may take (a host gives a device far less).
+DEFAULT_ENUMERATION_TIMEOUT = 60.0
 
 
 def _speed(value: int) -> Speed:
@@ -69,11 +75,28 @@ class _Reader:
             return None
 
 
-async def enumerate_device(device: RemoteDevice, *, timeout: float = 5.0) -> DeviceSnapshot:
-    """Read every descriptor of an imported device into a snapshot."""
+async def enumerate_device(
+    device: RemoteDevice,
+    *,
+    timeout: float = 5.0,
+    deadline: float = DEFAULT_ENUMERATION_TIMEOUT,
+) -> DeviceSnapshot:
+    """Read every descriptor of an imported device into a snapshot: ``timeout`` seconds per
+    request, ``deadline`` for all (``UsbipTimeout``). ``DescriptorError`` for a device
+    without a configuration."""
+    with trio.move_on_after(deadline):
+        return await _enumerate(device, timeout)
+    raise UsbipTimeout(f"enumerating {device.device.busid} took longer than {deadline:g} s")
+
+
+async def _enumerate(device: RemoteDevice, timeout: float) -> DeviceSnapshot:
     reader = _Reader(device, timeout)
     device_raw = await reader.get(DescriptorType.DEVICE, 0, 18)
     descriptor = DeviceDescriptor.parse(device_raw)
+    if not descriptor.b_num_configurations:
+        raise DescriptorError(
+            f"{device.device.busid} reports no configuration (bNumConfigurations 0)"
+        )
     configs_raw = tuple(
         [await _configuration(reader, i) for i in range(descriptor.b_num_configurations)]
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import trio
+
 from usbip_gadget._errors import ImportRefused, UsbipGadgetError
-from usbip_gadget._net import open_connection
-from usbip_gadget.client._enumerate import enumerate_device
+from usbip_gadget._net import PLAIN, Transport, dial
+from usbip_gadget.client._enumerate import DEFAULT_ENUMERATION_TIMEOUT, enumerate_device
 from usbip_gadget.client._handshake import list_devices, open_remote_device
 from usbip_gadget.protocol import ExportedDevice
 from usbip_gadget.usb import (
@@ -28,32 +30,65 @@ class DeviceSummary:
     note: str | None = None
 
 
-async def fetch_devlist(host: str, port: int, *, timeout: float) -> list[ExportedDevice]:
-    stream = await open_connection(host, port, timeout=timeout)
+async def fetch_devlist(
+    host: str, port: int, *, timeout: float, transport: Transport = PLAIN
+) -> list[ExportedDevice]:
+    stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream:
         return await list_devices(stream, timeout=timeout)
 
 
-async def summarize(host: str, port: int, *, timeout: float, probe: bool) -> list[DeviceSummary]:
-    """The server's devices; with ``probe``, each is imported briefly to read its product string."""
-    entries = await fetch_devlist(host, port, timeout=timeout)
+#: Devices ``summarize`` probes at once: a few, so a server sees no burst of imports.
+PROBES_AT_ONCE = 4
+
+
+async def summarize(
+    host: str,
+    port: int,
+    *,
+    timeout: float,
+    probe: bool,
+    deadline: float = DEFAULT_ENUMERATION_TIMEOUT,
+    transport: Transport = PLAIN,
+) -> list[DeviceSummary]:
+    """The server's devices; with ``probe``, each is imported briefly to read its product
+    string, ``PROBES_AT_ONCE`` at a time, all within ``deadline`` seconds (those not probed
+    by then are listed with a note)."""
+    entries = await fetch_devlist(host, port, timeout=timeout, transport=transport)
     if not probe:
         return [DeviceSummary(e, None) for e in entries]
-    return [await _probe(host, port, entry, timeout) for entry in entries]
+    found: dict[int, DeviceSummary] = {}
+    limiter = trio.CapacityLimiter(PROBES_AT_ONCE)
+
+    async def probe_one(index: int, entry: ExportedDevice) -> None:
+        async with limiter:
+            found[index] = await _probe(host, port, entry, timeout, transport)
+
+    with trio.move_on_after(deadline):
+        async with trio.open_nursery() as nursery:
+            for index, entry in enumerate(entries):
+                nursery.start_soon(probe_one, index, entry)
+    unanswered = f"no answer within {deadline:g} s"
+    return [found.get(i, DeviceSummary(e, None, unanswered)) for i, e in enumerate(entries)]
 
 
-async def _probe(host: str, port: int, entry: ExportedDevice, timeout: float) -> DeviceSummary:
+async def _probe(
+    host: str, port: int, entry: ExportedDevice, timeout: float, transport: Transport
+) -> DeviceSummary:
+    busid = entry.device.busid
     try:
-        return DeviceSummary(entry, await read_product(host, port, entry.device.busid, timeout))
+        return DeviceSummary(entry, await read_product(host, port, busid, timeout, transport))
     except ImportRefused as exc:
         return DeviceSummary(entry, None, exc.reason)
     except UsbipGadgetError as exc:
         return DeviceSummary(entry, None, f"no answer: {exc}")
 
 
-async def read_product(host: str, port: int, busid: str, timeout: float) -> str | None:
+async def read_product(
+    host: str, port: int, busid: str, timeout: float, transport: Transport = PLAIN
+) -> str | None:
     """Import ``busid`` and read its iProduct string in its first language."""
-    stream = await open_connection(host, port, timeout=timeout)
+    stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
         device = SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18)
         index = DeviceDescriptor.parse(await remote.control(device, timeout=timeout)).i_product
@@ -67,8 +102,16 @@ async def read_product(host: str, port: int, busid: str, timeout: float) -> str 
         return decode_string(await remote.control(setup, timeout=timeout), lenient=True)
 
 
-async def describe(host: str, port: int, busid: str, *, timeout: float) -> DeviceSnapshot:
-    """Import ``busid`` and enumerate it."""
-    stream = await open_connection(host, port, timeout=timeout)
+async def describe(
+    host: str,
+    port: int,
+    busid: str,
+    *,
+    timeout: float,
+    deadline: float = DEFAULT_ENUMERATION_TIMEOUT,
+    transport: Transport = PLAIN,
+) -> DeviceSnapshot:
+    """Import ``busid`` and enumerate it (``deadline``: for the whole enumeration)."""
+    stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
-        return await enumerate_device(remote, timeout=timeout)
+        return await enumerate_device(remote, timeout=timeout, deadline=deadline)

@@ -3,8 +3,9 @@
 One room per kernel interface — ``functionfs/`` (configfs + f_fs) and ``gadgetfs/``
 (legacy/inode.c) — and beside them what both share: the backend protocol the bridge drives
 (``GadgetBackend``, ``GadgetEndpoint``), the ep0 event type, the endpoint file, UDC discovery,
-configfs trees, number remapping, and the choice of backend (``plan_backend``,
-``open_gadget``). The in-memory backend for tests lives in ``usbip_gadget.testing``.
+the lock on a gadget name, configfs trees, number remapping, and the choice of backend
+(``plan_backend``, ``open_gadget``). The in-memory backend for tests lives in
+``usbip_gadget.testing``.
 
 May import the standard library, trio, ``usbip_gadget._errors``, ``_groups`` and ``usb``;
 never ``protocol``, ``client``, ``server``, ``bridge`` or ``cli``. The layers above import
@@ -38,6 +39,7 @@ from usbip_gadget.gadget._choose import (
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
 from usbip_gadget.gadget._differences import Difference
 from usbip_gadget.gadget._events import Ep0Event, Ep0EventType
+from usbip_gadget.gadget._lock import DEFAULT_LOCK_DIR, LOCK_DIR_VARIABLE, gadget_lock
 from usbip_gadget.gadget._remap import (
     Remap,
     endpoint_addresses,
@@ -48,8 +50,10 @@ from usbip_gadget.gadget._udc import NO_UDC_HINT, choose_udc, list_udcs, udc_dri
 from usbip_gadget.gadget.gadgetfs import KNOWN_ENDPOINT_FILES
 
 __all__ = [
+    "DEFAULT_LOCK_DIR",
     "GADGET_ROOT",
     "KNOWN_ENDPOINT_FILES",
+    "LOCK_DIR_VARIABLE",
     "NO_UDC_HINT",
     "Backend",
     "BackendPlan",
@@ -70,6 +74,7 @@ __all__ = [
     "choose_udc",
     "configfs_error",
     "endpoint_addresses",
+    "gadget_lock",
     "interface_numbers",
     "list_udcs",
     "one_read_at_a_time",

@@ -66,6 +66,9 @@ def plan_backend(
     driver, when known.
     """
     requested = Backend(requested)
+    if not 0 <= config_index < len(snapshot.configurations):
+        count = len(snapshot.configurations)
+        raise NoBackend(f"the device has no configuration {config_index + 1} (it has {count})")
     config = snapshot.configurations[config_index]
     ffs_refuses = check_expressible(config)
     gfs_refuses = gadgetfs_reasons(snapshot, config_index)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import trio
 
 from usbip_gadget._errors import ExportError, UsbipGadgetError
-from usbip_gadget._net import open_connection
+from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._select import Selection
 from usbip_gadget.server._server import Log, Server
@@ -29,8 +29,10 @@ async def connect(
     timeout: float = 10.0,
     log: Log = lambda _line: None,
     first_retry: float = FIRST_RETRY_S,
+    transport: Transport = PLAIN,
 ) -> None:
-    """Offer ``busid`` to ``host``:``port`` and serve it, again and again, until cancelled.
+    """Offer ``busid`` to ``host``:``port`` (over ``transport``) and serve it, again and
+    again, until cancelled.
 
     ``ExportError`` at once if no such local device exists when it starts.
     """
@@ -42,7 +44,7 @@ async def connect(
     while True:
         began = trio.current_time()
         try:
-            stream = await open_connection(host, port, timeout=timeout)
+            stream = await dial(host, port, timeout=timeout, transport=transport)
             async with stream:
                 await server.export_to(stream, busid, peer)
         except UsbipGadgetError as exc:

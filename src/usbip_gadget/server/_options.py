@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from usbip_gadget._net import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_ADDRESS, ConnectionLimits
 from usbip_gadget.protocol import DEFAULT_MAX_TRANSFER
 
 
@@ -20,19 +21,34 @@ class ServeOptions:
       allows 16 MiB in all by default).
     - ``presence_interval``: how often a session checks that its device is still plugged in
       (an idle device says nothing when it is pulled out).
+    - ``handshake_timeout``: how long a new connection may take for each handshake of its
+      transport (TLS, WebSocket); none on plain TCP.
     - ``op_timeout``: how long a new connection may take to send its request.
     - ``send_timeout``: a client that takes no data for this long is dropped.
+    - ``idle_timeout``: a client that has had no URB in flight and sent nothing for this
+      long is dropped (None: never).
     - ``max_transfer``, ``max_in_flight``, ``max_pending_bytes``: a client asking for a
-      longer URB, more URBs at once, or more bytes in flight (URBs not yet answered and
-      replies not yet sent) is dropped as hostile.
+      longer URB, more URBs at once, or more memory held for it (URBs not yet answered,
+      unlinks waiting for them and replies not yet sent, each with its bookkeeping) is
+      dropped as hostile.
+    - ``max_connections``, ``max_per_address``: connections held at once, in all and from
+      one address; one more is closed as soon as it is accepted.
     """
 
     slice_timeout: float = 0.1
     control_timeout: float = 5.0
     chunk: int = 1024 * 1024
     presence_interval: float = 0.5
-    op_timeout: float = 30.0
+    handshake_timeout: float = 10.0
+    op_timeout: float = 5.0
     send_timeout: float = 30.0
+    idle_timeout: float | None = None
     max_transfer: int = DEFAULT_MAX_TRANSFER
     max_in_flight: int = 1024
     max_pending_bytes: int = 64 * 1024 * 1024
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_per_address: int = DEFAULT_MAX_PER_ADDRESS
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.max_connections, self.max_per_address)

@@ -22,7 +22,7 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
-from usbip_gadget._net import accepted_peer, format_address
+from usbip_gadget._net import PLAIN, Transport, accept_or_refuse, format_address, serve_capped
 from usbip_gadget.protocol import (
     DEFAULT_PORT,
     NEED_DATA,
@@ -76,8 +76,10 @@ class Server:
         *,
         options: ServeOptions | None = None,
         log: Log = lambda _line: None,
+        transport: Transport = PLAIN,
     ) -> None:
         self._source = source
+        self._transport = transport
         self._selection = selection
         self._options = options or ServeOptions()
         self._log = log
@@ -238,8 +240,13 @@ class Server:
             raise TransportError(f"cannot listen on {host}:{port}: {reason}") from None
 
     async def handle_socket(self, stream: trio.SocketStream) -> None:
-        """``handle`` for an accepted TCP connection (keepalive on: dead peers are noticed)."""
-        await self.handle(stream, accepted_peer(stream))
+        """``handle`` for an accepted TCP connection (keepalive on: dead peers are noticed),
+        once the transport's handshakes are done; a peer that fails them is logged in one
+        line and dropped before any USB/IP byte is read or written."""
+        timeout = self._options.handshake_timeout
+        accepted = await accept_or_refuse(stream, self._transport, timeout=timeout, log=self._log)
+        if accepted is not None:
+            await self.handle(*accepted)
 
 
 def _refusal(reply: Message | None) -> str:
@@ -264,14 +271,15 @@ async def serve(
     port: int = DEFAULT_PORT,
     options: ServeOptions | None = None,
     log: Log = lambda _line: None,
+    transport: Transport = PLAIN,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Export the selected devices on ``host``:``port`` until cancelled.
+    """Export the selected devices on ``host``:``port`` until cancelled, over ``transport``.
 
     ``ExportError`` at once if no device is selected; ``TransportError`` if the address
     cannot be listened on. ``task_status`` receives the port (useful with ``port=0``).
     """
-    server = Server(source, selection, options=options, log=log)
+    server = Server(source, selection, options=options, log=log, transport=transport)
     exported = await server.exported()
     if not exported:
         raise ExportError(
@@ -281,6 +289,8 @@ async def serve(
     listeners = await server.listen(host, port)
     bound = listeners[0].socket.getsockname()[1]
     names = ", ".join(device_name(e) for e in exported)
-    log(f"listening on {format_address((host, bound))}, exporting {names}")
+    over = f" ({transport.describe()})" if transport != PLAIN else ""
+    log(f"listening on {format_address((host, bound))}{over}, exporting {names}")
     task_status.started(bound)
-    await trio.serve_listeners(server.handle_socket, listeners)
+    limits = (options or ServeOptions()).limits
+    await serve_capped(server.handle_socket, listeners, limits=limits, log=log)

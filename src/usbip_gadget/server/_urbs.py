@@ -21,7 +21,9 @@ Unlinking (the spec's rules, and stub_rx.c's for a URB that completes meanwhile)
 The URB phase ends when the client closes the connection or breaks a rule (the connection is
 dropped at once, transfers in progress are abandoned at their next bounded step), when it
 stops reading, or when the device is unplugged: then the URBs still queued are carried out
-(each ends -ENODEV at once), their replies are sent, and the connection is closed.
+(each ends -ENODEV at once), their replies are sent, and the connection is closed. What the
+client makes the server hold (URBs, unlinks waiting, replies not yet written) is counted in
+memory terms against ``ServeOptions.max_pending_bytes`` (``_budget``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from usbip_gadget.protocol import (
     RetUnlink,
     Sentinel,
 )
+from usbip_gadget.server._budget import UNLINK_COST, Ledger, reply_cost, urb_cost
 from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._source import EndpointInfo, LocalDevice, Moved
 from usbip_gadget.server._transfer import ECONNRESET, Threads, perform
@@ -64,12 +67,13 @@ _DRAIN_GRACE = 1.0
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Urb:
     """A URB received and not yet answered."""
 
     cmd: CmdSubmit
     endpoint: EndpointInfo | None  # None: the control endpoint
+    cost: int  # what it holds until its worker is done with it (``_budget``)
     running: bool = False
     settled: bool = False
     unlinks: list[int] = field(default_factory=list)  # CMD_UNLINK seqnums waiting for it
@@ -97,8 +101,8 @@ class UrbPhase:
         self._urbs: dict[int, _Urb] = {}
         self._queues: dict[int, trio.MemorySendChannel[_Urb]] = {}
         self._outbox, self._outgoing = trio.open_memory_channel[bytes](math.inf)
-        self._pending_bytes = 0  # transfer_buffer_length of the URBs not yet answered
-        self._unsent = 0  # bytes of replies not yet written
+        self._ledger = Ledger(options.max_pending_bytes)
+        self._last_activity = trio.current_time()
         self._reason: str | None = None
         self._unplugged = False
         self._iso_noted = False
@@ -111,6 +115,8 @@ class UrbPhase:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._write_loop)
             nursery.start_soon(self._watch_presence)
+            if self._options.idle_timeout is not None:
+                nursery.start_soon(self._watch_idle, self._options.idle_timeout)
             async with trio.open_nursery() as workers:
                 self._workers = workers
                 await self._read_loop()
@@ -131,6 +137,17 @@ class UrbPhase:
             if not self._unplugged:
                 self._unplugged = True
                 self._end("device unplugged")
+
+    async def _watch_idle(self, limit: float) -> None:
+        """End the session once the client has had no URB in flight and sent nothing for
+        ``limit`` seconds (a waiting URB, such as a keyboard's, is not idleness)."""
+        while True:
+            due = self._last_activity + limit
+            if not self._urbs and trio.current_time() >= due:
+                self._end(f"idle for {limit:g} s")
+                return
+            # A URB in flight settles later and moves ``_last_activity`` on.
+            await trio.sleep_until(due if not self._urbs else trio.current_time() + limit)
 
     def _drain(self, workers: trio.CancelScope) -> None:
         """After an unplug, let the workers answer what is queued (each ends -ENODEV)."""
@@ -160,6 +177,7 @@ class UrbPhase:
             event = self._conn.next_event()
             if event is NEED_DATA:
                 self._conn.receive_data(await self._stream.receive_some(_RECEIVE_SIZE))
+                self._last_activity = trio.current_time()
             elif isinstance(event, Sentinel):
                 self._end("closed by the client")
                 return
@@ -171,24 +189,25 @@ class UrbPhase:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} in the URB phase")
 
     def _submit(self, cmd: CmdSubmit) -> None:
-        self._admit(cmd.transfer_buffer_length)
+        cost = urb_cost(cmd)
+        self._admit(cost)
         endpoint = self._route(cmd)
         if endpoint is not None and (
             cmd.is_iso or endpoint.transfer_type == TransferType.ISOCHRONOUS
         ):
             self._refuse_iso(cmd)
+            self._ledger.give(cost)
             return
-        urb = self._urbs[cmd.seqnum] = _Urb(cmd, endpoint)
-        self._pending_bytes += cmd.transfer_buffer_length
+        urb = self._urbs[cmd.seqnum] = _Urb(cmd, endpoint, cost)
         self._queue_for(0 if endpoint is None else endpoint.address).send_nowait(urb)
 
-    def _admit(self, extra_bytes: int, *, urbs: int = 1) -> None:
-        """Refuse a command that would put more URBs or bytes in flight than allowed."""
-        limit, budget = self._options.max_in_flight, self._options.max_pending_bytes
+    def _admit(self, cost: int, *, urbs: int = 1) -> None:
+        """Refuse a command that would put more URBs in flight or hold more memory than
+        allowed (``ServeOptions.max_pending_bytes``, counted by its ``Ledger``)."""
+        limit = self._options.max_in_flight
         if len(self._urbs) + urbs > limit:
             raise RemoteProtocolError(f"more than {limit} URBs in flight")
-        if self._pending_bytes + self._unsent + extra_bytes > budget:
-            raise RemoteProtocolError(f"more than {budget} bytes in flight")
+        self._ledger.admit(cost)
 
     def _route(self, cmd: CmdSubmit) -> EndpointInfo | None:
         """The endpoint a CMD_SUBMIT names; one the device does not have drops the client."""
@@ -213,15 +232,19 @@ class UrbPhase:
         self._post(RetSubmit(cmd.seqnum, status, 0, b"", 0, count, len(packets), packets))
 
     def _unlink(self, cmd: CmdUnlink) -> None:
-        self._admit(0, urbs=0)  # a client that unlinks without reading the answers
+        # Counted while it waits for its URB's worker, or until its answer is queued (which
+        # then counts for itself): a client that unlinks without reading answers is dropped.
+        self._admit(UNLINK_COST, urbs=0)
         urb = self._urbs.get(cmd.unlink_seqnum)
+        if urb is not None and urb.running and urb.endpoint is not None:
+            urb.unlinks.append(cmd.seqnum)  # its worker answers when the current step ends
+            return
         if urb is None:
             self._post(RetUnlink(cmd.seqnum, 0))
-        elif urb.running and urb.endpoint is not None:
-            urb.unlinks.append(cmd.seqnum)  # its worker answers when the current step ends
-        else:
+        else:  # still queued: its worker skips it (and gives back what it holds)
             self._settle(urb)
             self._post(RetUnlink(cmd.seqnum, ECONNRESET))
+        self._ledger.give(UNLINK_COST)
 
     # ------------------------------------------------------------ endpoint workers
 
@@ -237,14 +260,14 @@ class UrbPhase:
     async def _work(self, receive: trio.MemoryReceiveChannel[_Urb]) -> None:
         with receive:
             async for urb in receive:
-                if urb.settled:
-                    continue  # unlinked while it waited
-                urb.running = True
-                moved = await perform(
-                    self._device, urb.cmd, urb.endpoint, threads=self._threads,
-                    options=self._options, stop=urb.unlink_requested,
-                )  # fmt: skip
-                self._complete(urb, moved)
+                if not urb.settled:  # else it was unlinked while it waited
+                    urb.running = True
+                    moved = await perform(
+                        self._device, urb.cmd, urb.endpoint, threads=self._threads,
+                        options=self._options, stop=urb.unlink_requested,
+                    )  # fmt: skip
+                    self._complete(urb, moved)
+                self._ledger.give(urb.cost)
 
     def _complete(self, urb: _Urb, moved: Moved) -> None:
         if moved.status == ENODEV and not self._unplugged:
@@ -258,11 +281,12 @@ class UrbPhase:
             self._post(_ret_submit(urb.cmd, moved))
         for unlink in urb.unlinks:
             self._post(RetUnlink(unlink, ECONNRESET if stopped_empty else 0))
+            self._ledger.give(UNLINK_COST)
 
     def _settle(self, urb: _Urb) -> None:
         urb.settled = True
+        self._last_activity = trio.current_time()
         del self._urbs[urb.cmd.seqnum]
-        self._pending_bytes -= urb.cmd.transfer_buffer_length
 
     # ------------------------------------------------------------ writing
 
@@ -270,7 +294,7 @@ class UrbPhase:
         if self._conn.phase is not Phase.URB:
             return  # the client closed the connection: nobody to answer
         data = self._conn.send(message)
-        self._unsent += len(data)
+        self._ledger.take(reply_cost(data))
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             self._outbox.send_nowait(data)
 
@@ -287,7 +311,7 @@ class UrbPhase:
                 except _NETWORK_ERRORS:
                     self._end("connection lost")
                     return
-                self._unsent -= len(data)
+                self._ledger.give(reply_cost(data))
 
 
 def _ret_submit(cmd: CmdSubmit, moved: Moved) -> RetSubmit:

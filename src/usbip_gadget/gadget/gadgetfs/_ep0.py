@@ -63,6 +63,8 @@ from usbip_gadget.gadget.gadgetfs._ep0_events import (
 from usbip_gadget.gadget.gadgetfs._ep0_state import Ep0State, Next, Purpose
 from usbip_gadget.usb import Configuration, Request, RequestType, SetupPacket
 
+#: Events read ahead during a prefetch and kept for the bridge, at most.
+MAX_READ_AHEAD = 64
 _SET_CONFIGURATION = (0, Request.SET_CONFIGURATION)
 _SET_INTERFACE = (RequestType.INTERFACE, Request.SET_INTERFACE)
 
@@ -214,6 +216,10 @@ class GadgetFsEp0:
         self._queue.extend(batch)
         if batch and batch[-1].holds_ep0:
             return Idle()  # ep0 is in that request's SETUP until the bridge answers
+        if len(self._queue) >= MAX_READ_AHEAD:
+            # A host sending requests faster than the bridge answers them: the rest wait in
+            # GadgetFS's own queue, which keeps a few (a newer SETUP replaces an older one).
+            return Idle()
         return self._read(Purpose.PREFETCH)
 
     # ---------------------------------------------------------------- translating
