@@ -31,15 +31,6 @@ def udc_is_free(udc: str, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> bool:
         return False  # no such controller, or a kernel without the attribute: cannot tell
 
 
-def udc_state(udc: str, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> str | None:
-    """The controller's USB device state as the kernel names it (``configured``,
-    ``addressed``, ``not attached``…), or None if it cannot be read."""
-    try:
-        return (sysfs_class_udc / udc / "state").read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-
-
 def udc_driver(udc: str | None, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> str | None:
     """The kernel driver of a controller (``dummy_udc``, ``dwc2``), if it can be read."""
     if udc is None:

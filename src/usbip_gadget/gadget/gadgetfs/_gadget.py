@@ -43,6 +43,12 @@ from usbip_gadget.gadget.gadgetfs._ep0_actions import (
     Refused,
     WriteEp0,
 )
+from usbip_gadget.gadget.gadgetfs._ep0_events import (
+    EVENT_SIZE,
+    EVENTS_READ,
+    GadgetFsEventType,
+    parse_events,
+)
 from usbip_gadget.gadget.gadgetfs._layout import GadgetFsLayout
 from usbip_gadget.usb import Configuration, EndpointDescriptor, InterfaceDescriptor
 
@@ -282,21 +288,31 @@ class GadgetFsGadget:
             await endpoint.aclose()
 
 
-def claim_ep0(ep0: int, machine: GadgetFsEp0, syscalls: Syscalls = Syscalls()) -> None:
+def claim_ep0(ep0: int, machine: GadgetFsEp0, syscalls: Syscalls = Syscalls()) -> bool:
     """Read non-blocking ``ep0`` once (and an OUT request's data with it), feeding ``machine``:
     until its first events read, GadgetFS answers SET_CONFIGURATION itself, telling user
-    space nothing, and stalls string and class requests. Events read now are kept."""
+    space nothing, and stalls string and class requests. Events read now are kept.
+
+    True when the host had begun enumerating before this read (GadgetFS queues CONNECT
+    with the first SETUP after a connect), so it may have met those answers."""
+    began = False
     action = machine.claim()
     while not isinstance(action, Idle):
         try:
             match action:
                 case ReadEp0(length):
-                    outcome: Outcome = Read(syscalls.read(ep0, length))
+                    data = syscalls.read(ep0, length)
+                    outcome: Outcome = Read(data)
                 case _:
                     raise RuntimeError(f"not a read of ep0: {action!r}")
         except OSError as exc:
             outcome = Failed.of(exc)
+        else:
+            if length == EVENTS_READ:
+                whole = data[: len(data) - len(data) % EVENT_SIZE]
+                began = any(e.type == GadgetFsEventType.CONNECT for e in parse_events(whole))
         action = machine.send(outcome)
+    return began
 
 
 __all__ = ["GadgetFsGadget", "Syscalls", "claim_ep0"]

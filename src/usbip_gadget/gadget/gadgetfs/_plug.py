@@ -21,13 +21,7 @@ from usbip_gadget._errors import GadgetError
 from usbip_gadget._groups import collapse_single
 from usbip_gadget.gadget._blocking import install_interrupt_handler
 from usbip_gadget.gadget._kernel import MOUNT_ROOT, mount_filesystem, unmount
-from usbip_gadget.gadget._udc import (
-    SYSFS_CLASS_UDC,
-    list_udcs,
-    udc_driver,
-    udc_is_free,
-    udc_state,
-)
+from usbip_gadget.gadget._udc import SYSFS_CLASS_UDC, list_udcs, udc_driver, udc_is_free
 from usbip_gadget.gadget.gadgetfs._endpoints import (
     NO_ISOCHRONOUS,
     map_endpoints,
@@ -149,25 +143,26 @@ def plug_in(
 ) -> tuple[int, GadgetFsEp0]:
     """Open ep0, write ``blob`` (which binds the controller and connects) and claim ep0's
     requests (``claim_ep0``) right away, well inside the host's connect debounce (100 ms).
-    Should the host still have configured the device first, GadgetFS has answered that
-    itself and user space would never hear of it: plug in again."""
+    Should the host still have begun enumerating first, GadgetFS may have answered
+    SET_CONFIGURATION itself (user space would never hear of it) and stalled string
+    requests: plug in again."""
     for _ in range(_PLUG_ATTEMPTS):
         ep0 = _open_ep0(ep0_path, syscalls)
         machine = GadgetFsEp0(config, f"{ep0_path.parent}/ep0")
         try:
             _write(ep0, blob, ep0_path, syscalls)
             syscalls.set_blocking(ep0, False)
-            claim_ep0(ep0, machine, syscalls)
+            began = claim_ep0(ep0, machine, syscalls)
             _check_bound(udc, sysfs_class_udc)
         except BaseException:
             syscalls.close(ep0)
             raise
-        if udc_state(udc, sysfs_class_udc) != "configured":
+        if not began:
             return ep0, machine
         syscalls.close(ep0)
     raise GadgetError(
-        f"the host configured the device on {udc} before GadgetFS passed its requests on, "
-        f"{_PLUG_ATTEMPTS} times",
+        f"the host began enumerating the device on {udc} before GadgetFS passed its "
+        f"requests on, {_PLUG_ATTEMPTS} times",
         hint="is the machine overloaded?",
     )
 
