@@ -36,7 +36,7 @@ from tests.calls import Call
 from tests.client.fakes import disk
 from tests.usb.vectors import MASS_STORAGE_CONFIG
 from usbip_gadget import RemoteProtocolError, TransportError
-from usbip_gadget.bridge import CONTROL_TIMEOUT, DEFAULT_DEPTH, Bridge
+from usbip_gadget.bridge import CONTROL_TIMEOUT, DEFAULT_DEPTH, Bridge, BulkOnlyPlan
 from usbip_gadget.client import RemoteDevice, open_remote_device
 from usbip_gadget.protocol import CmdSubmit, RetSubmit, RetUnlink
 from usbip_gadget.testing import (
@@ -444,6 +444,34 @@ async def test_mass_storage_reads_and_writes_the_disk() -> None:
     # One URB per stage: the data moves in one URB, not one per packet.
     assert lengths(remote.submits(BULK_IN)) == [4096, 512, 512, 1024, 512, 512]
     assert lengths(remote.submits(BULK_OUT)) == [31, 31, 1024, 31, 31]
+
+
+async def test_mass_storage_data_stage_survives_its_cbw_completing_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The CBW's OUT URB may complete, and the OUT pump see it, before the IN pump has taken
+    # the data stage the CBW announced: an OUT completion says nothing about IN data, so the
+    # plan hears of IN completions only (on the bed, a short "IN" seen for every CBW wiped
+    # the data stage and the host waited for data that was never asked for).
+    told: list[tuple[int, int, int]] = []
+    saw_in = BulkOnlyPlan.saw_in
+
+    def spy(plan: BulkOnlyPlan, address: int, requested: int, received: int) -> None:
+        told.append((address, requested, received))
+        saw_in(plan, address, requested, received)
+
+    monkeypatch.setattr(BulkOnlyPlan, "saw_in", spy)
+    image = disk_image()
+    remote, _drive = disk_remote(image)
+    with trio.fail_after(TIMEOUT):
+        async with bridged(remote) as rig:
+            for tag in range(1, 11):
+                await _command(rig.host, tag, read10(tag, 8), 4096, data_in=True)
+                data = await rig.host.transfer_in(BULK_IN, 4096)
+                assert data == image[tag * BLOCK : (tag + 8) * BLOCK], tag
+                assert parse_csw(await rig.host.transfer_in(BULK_IN, 13)) == Status(tag, 0, PASSED)
+    assert told == [(BULK_IN, 4096, 4096), (BULK_IN, 512, 13)] * 10
+    assert lengths(remote.submits(BULK_IN)) == [4096, 512] * 10
 
 
 async def test_mass_storage_data_out_is_read_while_its_cbw_is_in_flight() -> None:

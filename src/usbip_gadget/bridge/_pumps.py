@@ -157,7 +157,6 @@ class _Pump:
             if result.status not in TRANSIENT:
                 self.failures = 0
             if result.status == 0:
-                self.plan.saw_in(self.address, length, len(result.data))
                 await self.completed(result.data, length)
             elif result.status == -errno.EPIPE:
                 await self.stalled(result.data)
@@ -261,6 +260,8 @@ class InPump(_Pump):
                 self.lock.release()
 
     async def completed(self, data: bytes, length: int) -> None:
+        # The plan hears of IN completions only: an OUT URB's says nothing of IN data.
+        self.plan.saw_in(self.address, length, len(data))
         # URBs that were filled exactly end on a full packet and end no transfer, so what
         # follows them may go out in the same write: the host receives the same packets,
         # with one gadget request instead of several (a BOT command's data and status).
