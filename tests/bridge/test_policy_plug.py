@@ -105,6 +105,8 @@ async def test_the_pinning_hint_is_logged_once_per_run() -> None:
             for _ in range(2):  # as attach --reconnect does: one Plug, two imports
                 async with test_bed.imported("1-1") as remote:
                     await _plug(remote, plug, log.append)
+                # The server releases the device once it has seen the connection closed.
+                await test_bed.done["client"].wait()
     assert len(openings.opened) == 2
     hint = "admitted 0781:5567 with no --allow rule; --allow 0781:5567 pins this device"
     assert [line for line in log if line.startswith("admitted")] == [hint]

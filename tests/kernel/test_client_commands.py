@@ -90,3 +90,21 @@ def test_unexported_busid_and_refused_port(usbipd: str) -> None:
     assert (
         refused.stderr.strip() == f"usbip-gadget: cannot connect to {usbipd}:1: Connection refused"
     )
+
+
+@pytest.mark.timeout(180)
+def test_doctor_passes_on_the_bed_and_plans_an_exported_device(usbipd: str) -> None:
+    with _gadget.keyboard_gadget() as kbd, _usbip.exported(kbd.busid) as busid:
+        done = _cli("doctor", "--device", usbipd, busid)
+    assert done.returncode == 0, done.stdout + done.stderr
+    checks = {line.split()[1]: line for line in done.stdout.splitlines()}
+    assert list(checks) == [
+        "root", "kernel", "configfs", "modules", "controller", "dwc2", "mounts", "python",
+        "pyusb", "device",
+    ]  # fmt: skip
+    assert all(line.startswith("ok ") for line in checks.values()), done.stdout
+    assert "loaded: libcomposite, usb_f_fs, gadgetfs" in checks["modules"]
+    assert "dummy_udc.1 (free)" in checks["controller"]
+    assert checks["device"].endswith(f"{busid} on {usbipd} replays on this board's controller"
+                                     " with functionfs")  # fmt: skip
+    assert done.stderr == "10 of 10 checks pass\n"

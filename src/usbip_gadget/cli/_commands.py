@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +29,10 @@ from usbip_gadget.client import DeviceSummary, describe, parse_address, summariz
 from usbip_gadget.gadget import (
     KNOWN_ENDPOINT_FILES,
     NO_UDC_HINT,
+    Backend,
+    Board,
+    Check,
+    board_checks,
     list_udcs,
     plan_backend,
     plan_json,
@@ -127,6 +132,51 @@ def _cmd_udc(_args: argparse.Namespace) -> int:
     for name in udcs:
         print(name)
     return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    checks = [*board_checks(Board()), _check_pyusb()]
+    if args.device is not None:
+        checks.append(_check_device(*args.device, timeout=args.timeout))
+    for check in checks:
+        print(_printable(check.line()))
+    failed = [check.name for check in checks if not check.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks pass", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _check_pyusb() -> Check:
+    """serve's stack: pyusb and the libusb-1.0 it loads."""
+    logging.getLogger("usb").addHandler(logging.NullHandler())
+    try:
+        import usb.backend.libusb1
+
+        backend = usb.backend.libusb1.get_backend()
+    except ImportError as exc:
+        return Check("pyusb", False, f"cannot import pyusb ({exc})", "reinstall usbip-gadget")
+    if backend is None:
+        return Check("pyusb", False, "libusb-1.0 cannot be loaded (for serve)",
+                     "apt install libusb-1.0-0")  # fmt: skip
+    return Check("pyusb", True, "pyusb with libusb-1.0 (for serve)")
+
+
+def _check_device(server: str, busid: str, *, timeout: float) -> Check:
+    """The device plan against this board's controller, as ``plan`` would make it."""
+    udcs = list_udcs()
+    udc = udcs[0] if len(udcs) == 1 else None
+    driver = udc_driver(udc)
+    try:
+        host, port = parse_address(server)
+        snapshot = _run(lambda: describe(host, port, busid, timeout=timeout))
+        plan = plan_backend(
+            snapshot, Backend.AUTO, endpoint_files=KNOWN_ENDPOINT_FILES.get(driver or ""),
+            driver=driver,
+        )  # fmt: skip
+    except UsbipGadgetError as exc:
+        return Check("device", False, f"{busid} on {server}: {exc.one_line()}",
+                     "see usbip-gadget plan for the whole plan")  # fmt: skip
+    where = udc or "this board's controller"
+    return Check("device", True, f"{busid} on {server} replays on {where} with {plan.backend}")
 
 
 def _log(message: str) -> None:
@@ -280,6 +330,7 @@ _COMMANDS = {
     "list": _cmd_list,
     "describe": _cmd_describe,
     "udc": _cmd_udc,
+    "doctor": _cmd_doctor,
     "attach": _cmd_attach,
     "plan": _cmd_plan,
     "serve": _cmd_serve,

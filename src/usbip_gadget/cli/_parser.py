@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_desc.add_argument("--json", action="store_true", help="print the device snapshot as JSON")
     add_tls_options(p_desc, dialing=True)
     sub.add_parser("udc", help="list this machine's USB device controllers")
+    p_doctor = sub.add_parser(
+        "doctor", help="check this board for what a gadget needs, one line per check with a fix"
+    )
+    p_doctor.add_argument(
+        "--device", nargs=2, metavar=("HOST[:PORT]", "BUSID"),
+        help="also plan that remote device against this board's controller",
+    )  # fmt: skip
     p_attach = sub.add_parser(
         "attach", help="replay a remote device on a USB device controller and bridge its traffic"
     )

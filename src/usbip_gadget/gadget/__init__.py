@@ -38,6 +38,7 @@ from usbip_gadget.gadget._choose import (
 )
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
 from usbip_gadget.gadget._differences import Difference
+from usbip_gadget.gadget._doctor import Board, Check, board_checks
 from usbip_gadget.gadget._events import Ep0Event, Ep0EventType
 from usbip_gadget.gadget._lock import DEFAULT_LOCK_DIR, LOCK_DIR_VARIABLE, gadget_lock
 from usbip_gadget.gadget._remap import (
@@ -57,6 +58,8 @@ __all__ = [
     "NO_UDC_HINT",
     "Backend",
     "BackendPlan",
+    "Board",
+    "Check",
     "ConfigfsGadget",
     "Difference",
     "EndpointShutdown",
@@ -71,6 +74,7 @@ __all__ = [
     "PacketReader",
     "QueuedWrite",
     "Remap",
+    "board_checks",
     "choose_udc",
     "configfs_error",
     "endpoint_addresses",
