@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,7 +12,7 @@ from typing import TypeVar
 
 import trio
 
-from usbip_gadget._errors import GadgetError, NoBackend, UsbipGadgetError
+from usbip_gadget._errors import ExportError, GadgetError, NoBackend, UsbipGadgetError
 from usbip_gadget._groups import collapse_single
 from usbip_gadget._net import PLAIN, Transport, load_tls, parse_ws_url
 from usbip_gadget.bridge import (
@@ -146,25 +145,25 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _check_pyusb() -> Check:
-    """serve's stack: pyusb and the libusb-1.0 it loads."""
-    logging.getLogger("usb").addHandler(logging.NullHandler())
+    """serve's stack: pyusb and the libusb-1.0 it loads, as ``serve`` loads them."""
     try:
-        import usb.backend.libusb1
-
-        backend = usb.backend.libusb1.get_backend()
-    except ImportError as exc:
-        return Check("pyusb", False, f"cannot import pyusb ({exc})", "reinstall usbip-gadget")
-    if backend is None:
+        PyusbSource()
+    except ExportError:
         return Check("pyusb", False, "libusb-1.0 cannot be loaded (for serve)",
                      "apt install libusb-1.0-0")  # fmt: skip
     return Check("pyusb", True, "pyusb with libusb-1.0 (for serve)")
 
 
+def _board_controller(requested: str | None) -> tuple[str | None, str | None]:
+    """The controller a plan is made for (``requested``, else the only one) and its driver."""
+    udcs = list_udcs()
+    udc = requested if requested is not None else (udcs[0] if len(udcs) == 1 else None)
+    return udc, udc_driver(udc)
+
+
 def _check_device(server: str, busid: str, *, timeout: float) -> Check:
     """The device plan against this board's controller, as ``plan`` would make it."""
-    udcs = list_udcs()
-    udc = udcs[0] if len(udcs) == 1 else None
-    driver = udc_driver(udc)
+    udc, driver = _board_controller(None)
     try:
         host, port = parse_address(server)
         snapshot = _run(lambda: describe(host, port, busid, timeout=timeout))
@@ -207,9 +206,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
-    udcs = list_udcs()
-    udc = args.udc if args.udc is not None else (udcs[0] if len(udcs) == 1 else None)
-    driver = udc_driver(udc)
+    _udc, driver = _board_controller(args.udc)
     files = KNOWN_ENDPOINT_FILES.get(driver or "")
     snapshot = _run(lambda: _describe(args))
     verdict = _device_policy(args).verdict(snapshot)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from usbip_gadget.gadget._udc import list_udcs, udc_function
+
 MODULES = ("libcomposite", "usb_f_fs", "gadgetfs")
 MIN_KERNEL = (5, 10)
 MIN_PYTHON = (3, 11)
@@ -135,18 +137,9 @@ def check_modules(board: Board) -> Check:
 
 
 def _udcs(board: Board) -> dict[str, str]:
-    """Each UDC → the gadget bound to it ("" when free)."""
-    udcs: dict[str, str] = {}
-    try:
-        entries = sorted(board.path("/sys/class/udc").iterdir())
-    except OSError:
-        return udcs
-    for entry in entries:
-        try:
-            udcs[entry.name] = (entry / "function").read_text(encoding="utf-8").strip()
-        except OSError:
-            udcs[entry.name] = ""
-    return udcs
+    """Each UDC → the gadget bound to it ("" when free, or when it cannot be read)."""
+    sysfs = board.path("/sys/class/udc")
+    return {name: udc_function(name, sysfs) or "" for name in list_udcs(sysfs)}
 
 
 def check_udc(board: Board) -> Check:

@@ -23,12 +23,18 @@ def list_udcs(sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> list[str]:
         ) from None
 
 
+def udc_function(udc: str, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> str | None:
+    """The gadget driver bound to ``udc`` ("" when none), or None when it cannot be read (no
+    such controller, or a kernel without the ``function`` attribute)."""
+    try:
+        return (sysfs_class_udc / udc / "function").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
 def udc_is_free(udc: str, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> bool:
     """True when no gadget driver is bound to ``udc`` (its ``function`` attribute is empty)."""
-    try:
-        return (sysfs_class_udc / udc / "function").read_text(encoding="utf-8").strip() == ""
-    except OSError:
-        return False  # no such controller, or a kernel without the attribute: cannot tell
+    return udc_function(udc, sysfs_class_udc) == ""
 
 
 def udc_driver(udc: str | None, sysfs_class_udc: Path = SYSFS_CLASS_UDC) -> str | None:

@@ -78,6 +78,8 @@ class GadgetFsEp0:
         self._state = Ep0State()
         self._queue: deque[GadgetFsEvent] = deque()  # read, not translated yet
         self._job: pending.Job | None = None  # what the pending action's outcome is for
+        # Whether the claim found the host enumerating already (SETUPs GadgetFS answered).
+        self.host_began = False
 
     @property
     def state(self) -> Ep0State:
@@ -185,8 +187,10 @@ class GadgetFsEp0:
             case Failed():
                 raise GadgetError(f"{self._name}: {outcome.reason}")
             case Read(data) if purpose is Purpose.CLAIM:
-                whole = data[: len(data) - len(data) % EVENT_SIZE]
-                return self._early_data(parse_events(whole), purpose)
+                whole = parse_events(data[: len(data) - len(data) % EVENT_SIZE])
+                # GadgetFS queues CONNECT with the first SETUP after a connect.
+                self.host_began = any(e.type == GadgetFsEventType.CONNECT for e in whole)
+                return self._early_data(whole, purpose)
             case Read(data) if len(data) % EVENT_SIZE:
                 # The data stage of an OUT request whose event is still queued (ep0 was in
                 # its SETUP): the request is over for the host; skip its event.

@@ -43,12 +43,6 @@ from usbip_gadget.gadget.gadgetfs._ep0_actions import (
     Refused,
     WriteEp0,
 )
-from usbip_gadget.gadget.gadgetfs._ep0_events import (
-    EVENT_SIZE,
-    EVENTS_READ,
-    GadgetFsEventType,
-    parse_events,
-)
 from usbip_gadget.gadget.gadgetfs._layout import GadgetFsLayout
 from usbip_gadget.usb import Configuration, EndpointDescriptor, InterfaceDescriptor
 
@@ -131,10 +125,6 @@ class GadgetFsGadget:
         await trio.lowlevel.checkpoint()
         await self._run(self._machine.stall())
 
-    def claim_requests(self) -> None:
-        """Read ep0 once, at once (see ``claim_ep0``)."""
-        claim_ep0(self._ep0, self._machine, self._sys)
-
     # ------------------------------------------------------------------ prefetch
 
     def run_prefetch_in(self, nursery: trio.Nursery) -> None:
@@ -185,17 +175,7 @@ class GadgetFsGadget:
         return self._call(action)
 
     def _call(self, action: Action) -> Outcome:
-        """One call on ep0 that does not wait."""
-        try:
-            match action:
-                case ReadEp0(length):
-                    return Read(self._sys.read(self._ep0, length))
-                case WriteEp0(data):
-                    self._sys.write(self._ep0, data)
-                    return DONE
-        except OSError as exc:
-            return Failed.of(exc)
-        raise RuntimeError(f"not a call on ep0: {action!r}")
+        return call_ep0(self._ep0, action, self._sys)
 
     async def _read_events(self, length: int) -> Outcome:
         while True:
@@ -288,31 +268,31 @@ class GadgetFsGadget:
             await endpoint.aclose()
 
 
+def call_ep0(ep0: int, action: Action, syscalls: Syscalls) -> Outcome:
+    """One call on ep0 that does not wait: a read or a write, its outcome."""
+    try:
+        match action:
+            case ReadEp0(length):
+                return Read(syscalls.read(ep0, length))
+            case WriteEp0(data):
+                syscalls.write(ep0, data)
+                return DONE
+    except OSError as exc:
+        return Failed.of(exc)
+    raise RuntimeError(f"not a call on ep0: {action!r}")
+
+
 def claim_ep0(ep0: int, machine: GadgetFsEp0, syscalls: Syscalls = Syscalls()) -> bool:
     """Read non-blocking ``ep0`` once (and an OUT request's data with it), feeding ``machine``:
     until its first events read, GadgetFS answers SET_CONFIGURATION itself, telling user
     space nothing, and stalls string and class requests. Events read now are kept.
 
-    True when the host had begun enumerating before this read (GadgetFS queues CONNECT
-    with the first SETUP after a connect), so it may have met those answers."""
-    began = False
+    True when the host had begun enumerating before this read (``GadgetFsEp0.host_began``),
+    so it may have met those answers."""
     action = machine.claim()
     while not isinstance(action, Idle):
-        try:
-            match action:
-                case ReadEp0(length):
-                    data = syscalls.read(ep0, length)
-                    outcome: Outcome = Read(data)
-                case _:
-                    raise RuntimeError(f"not a read of ep0: {action!r}")
-        except OSError as exc:
-            outcome = Failed.of(exc)
-        else:
-            if length == EVENTS_READ:
-                whole = data[: len(data) - len(data) % EVENT_SIZE]
-                began = any(e.type == GadgetFsEventType.CONNECT for e in parse_events(whole))
-        action = machine.send(outcome)
-    return began
+        action = machine.send(call_ep0(ep0, action, syscalls))
+    return machine.host_began
 
 
 __all__ = ["GadgetFsGadget", "Syscalls", "claim_ep0"]
