@@ -6,23 +6,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from . import _gadget, _usbip
+from . import _bridge, _gadget, _usbip
 
 pytestmark = pytest.mark.kernel
 
-COMMAND_TIMEOUT_S = 120.0
-
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "usbip_gadget", *args]
-    return subprocess.run(
-        argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
-    )
+    return _bridge.run_cli(args)
 
 
 @pytest.mark.timeout(300)

@@ -6,19 +6,16 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from . import _gadget, _sysfs, _usbip
+from . import _bridge, _gadget, _sysfs, _usbip
 
 pytestmark = pytest.mark.kernel
 
-DESCRIBE_TIMEOUT_S = 120.0
 LANGID_EN_US = "0x0409"
 
 Builder = Callable[[Path], contextlib.AbstractContextManager[_gadget.Gadget]]
@@ -29,10 +26,7 @@ BUILDERS: dict[str, Builder] = {
 
 
 def _describe(host: str, busid: str) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "usbip_gadget", "describe", host, busid, "--json"]
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=DESCRIBE_TIMEOUT_S, check=False
-    )
+    done = _bridge.run_cli(["describe", host, busid, "--json"])
     assert done.returncode == 0, f"describe exited {done.returncode}: {done.stderr.strip()}"
     assert done.stdout.strip(), f"describe printed nothing (stderr: {done.stderr.strip()!r})"
     described = json.loads(done.stdout)

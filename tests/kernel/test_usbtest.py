@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ SGLEN = 4  # scatter-gather entries (5-8)
 CONTROL_QUEUE = 16  # control URBs kept queued in test 10: each of its 16 subcases once
 CORE = (1, 2, 3, 4)  # simple bulk writes and reads, fixed and varied lengths
 BIND_TIMEOUT_S = 30.0
-PLAN_TIMEOUT_S = 120.0
 RELEASE_TIMEOUT_S = 30.0
 UNBIND_TIMEOUT_S = 10.0
 UDC_CLASS = Path("/sys/class/udc")
@@ -283,8 +281,7 @@ class Baseline:
 
 def _plan(server: str, busid: str) -> dict[str, Any]:
     """``plan --json`` for the device; returns once usbip-host offers the device again."""
-    argv = [str(_bridge.CLI), "plan", server, busid, "--udc", _bridge.BRIDGE_UDC, "--json"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=PLAN_TIMEOUT_S, check=False)
+    done = _bridge.run_cli(["plan", server, busid, "--udc", _bridge.BRIDGE_UDC, "--json"])
     assert done.returncode == 0, f"plan exited {done.returncode}: {done.stdout} {done.stderr}"
     plan = json.loads(done.stdout)
     assert isinstance(plan, dict), done.stdout
