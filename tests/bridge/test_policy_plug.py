@@ -22,7 +22,7 @@ from usbip_gadget.bridge import DeviceGate, DevicePolicy, ListenOptions, parse_c
 from usbip_gadget.bridge._attach import AttachOptions, Plug, attach_to, plug_and_bridge
 from usbip_gadget.bridge._listen import BridgeFn, Listener
 from usbip_gadget.bridge._pumps import Log
-from usbip_gadget.client import RemoteDevice
+from usbip_gadget.client import DeviceMatch, RemoteDevice
 from usbip_gadget.gadget import Backend, GadgetBackend
 from usbip_gadget.server import Selection, Server
 from usbip_gadget.testing import FakeDevice, FakeGadget, FakeSource
@@ -131,7 +131,9 @@ async def test_attach_reconnecting_refuses_a_swapped_device() -> None:
             listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
             nursery.start_soon(trio.serve_listeners, server.handle_socket, listeners)
             port = listeners[0].socket.getsockname()[1]
-            options = AttachOptions("127.0.0.1", port, "1-1", reconnect=True, timeout=5)
+            options = AttachOptions(
+                "127.0.0.1", port, DeviceMatch(busid="1-1"), reconnect=True, timeout=5
+            )
             plug = Plug(UDC, gate=DeviceGate(pin=True), opener=openings)
             run = Call(nursery, partial(attach_to, options, plug, log.append))
             await openings.next()
@@ -182,4 +184,31 @@ async def test_listen_drops_a_refused_offer_and_takes_the_next() -> None:
     assert refusals == [
         "peer: refused 1234:abcd (1-2 from peer): interface 0 is HID (03:01:01); only"
         " --allow 1234:abcd or --allow-class 03 plugs it"
+    ]
+
+
+async def test_attach_by_vid_pid_finds_the_device_again_under_a_new_busid() -> None:
+    """The disk is pulled out of port 1-1 and plugged into 2-3: attach --device follows it."""
+    first = disk("1-1")
+    source = FakeSource([first])
+    server = Server(source, Selection.of(ids=[(0x0781, 0x5567)]), options=FAST)
+    openings, log = Openings(), list[str]()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            nursery.start_soon(trio.serve_listeners, server.handle_socket, listeners)
+            port = listeners[0].socket.getsockname()[1]
+            match = DeviceMatch(vid_pid=(0x0781, 0x5567))
+            options = AttachOptions("127.0.0.1", port, match, reconnect=True, timeout=5)
+            plug = Plug(UDC, gate=DeviceGate(pin=True), opener=openings)
+            nursery.start_soon(attach_to, options, plug, log.append)
+            await openings.next()
+            first.unplug()
+            source.devices_held.append(disk("2-3"))
+            await openings.next()
+            nursery.cancel_scope.cancel()
+    plugged = [line for line in log if line.startswith("plugged")]
+    assert plugged == [
+        f"plugged 0781:5567 (1-1 on 127.0.0.1) into {UDC} (fake)",
+        f"plugged 0781:5567 (2-3 on 127.0.0.1) into {UDC} (fake)",
     ]

@@ -88,10 +88,13 @@ def running(argv: Sequence[str], log: Path, record: str) -> Iterator[subprocess.
     assert code == 0, f"{argv[0]} exited {code}: {log.read_text(errors='replace')}"
 
 
-def start(server: str, busid: str, log: Path, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-    return start_cli(
-        ["attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bridge", *extra], log
-    )
+def start(
+    server: str | None, busid: str | None, log: Path, extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """``attach SERVER BUSID`` on the bridge's controller; without them, ``extra`` says which
+    device (``--config FILE``, ``--device``)."""
+    where = [arg for arg in (server, busid) if arg is not None]
+    return start_cli(["attach", *where, "--udc", BRIDGE_UDC, "--name", "bridge", *extra], log)
 
 
 def wait_plugged(bridged: Bridged, timeout: float = PLUG_TIMEOUT_S) -> Path:
@@ -114,7 +117,7 @@ def stop(bridged: Bridged) -> None:
 
 @contextlib.contextmanager
 def bridged(
-    server: str, busid: str, vid: int, pid: int, log: Path, extra: Sequence[str] = ()
+    server: str | None, busid: str | None, vid: int, pid: int, log: Path, extra: Sequence[str] = ()
 ) -> Iterator[Bridged]:
     """``attach`` for the block, plugged into the second dummy UDC; stopped with SIGTERM."""
     process = start(server, busid, log, extra)

@@ -20,6 +20,7 @@ CONFIGFS = Path("/sys/kernel/config")
 GADGETS = CONFIGFS / "usb_gadget"
 LANG_EN_US = "0x409"
 SOURCE_UDC = "dummy_udc.0"
+SPARE_UDC = "dummy_udc.2"  # where a source device moves to get a new bus ID
 ENUMERATION_TIMEOUT_S = 30.0
 
 VID_LINUX_FOUNDATION = 0x1D6B
@@ -29,6 +30,7 @@ PID_KEYBOARD = 0x0105
 PID_SERIAL = 0x0106
 PID_COMPOSITE = 0x0107
 PID_NETWORK = 0x0108
+PID_PLACEHOLDER = 0x0109
 # NetChip's Gadget Zero IDs, which the host-side usbtest driver binds to (usbtest.c).
 VID_NETCHIP = 0x0525
 PID_GADGET_ZERO = 0xA4A0
@@ -274,6 +276,56 @@ def sourcesink_gadget(udc: str = SOURCE_UDC) -> contextlib.AbstractContextManage
         "sourcesink", VID_NETCHIP, PID_GADGET_ZERO, "Source/Sink Gadget", (source_sink(),)
     )
     return bound_gadget(spec, udc)
+
+
+def placeholder_gadget() -> contextlib.AbstractContextManager[Gadget]:
+    """A SourceSink under IDs no host driver knows, holding the spare controller."""
+    spec = GadgetSpec(
+        "placeholder", VID_LINUX_FOUNDATION, PID_PLACEHOLDER, "Placeholder", (source_sink(),)
+    )
+    return bound_gadget(spec, SPARE_UDC)
+
+
+@contextlib.contextmanager
+def spare_udc() -> Iterator[str]:
+    """The spare controller, free for the block; the placeholder is bound to it again after
+    (the block must have freed it)."""
+    placeholder = GADGETS / "placeholder"
+    buses = _sysfs.udc_host_buses(SPARE_UDC)
+    (placeholder / "UDC").write_text("\n")
+    _sysfs.wait_until(
+        lambda: not _sysfs.find_devices(buses, VID_LINUX_FOUNDATION, PID_PLACEHOLDER),
+        ENUMERATION_TIMEOUT_S,
+        f"the placeholder gone from bus {sorted(buses)}",
+    )
+    try:
+        yield SPARE_UDC
+    finally:
+        (placeholder / "UDC").write_text(SPARE_UDC)
+        _sysfs.wait_for(
+            lambda: _sysfs.configured_device(buses, VID_LINUX_FOUNDATION, PID_PLACEHOLDER),
+            ENUMERATION_TIMEOUT_S,
+            f"the placeholder back on bus {sorted(buses)}",
+        )
+
+
+def move(gadget: Gadget, udc: str) -> Path:
+    """Unbinds ``gadget`` from its controller and binds it to ``udc``: the host sees it
+    unplugged from one bus and plugged into another. Returns its new device (sysfs)."""
+    spec = gadget.spec
+    before, after = _sysfs.udc_host_buses(gadget.udc), _sysfs.udc_host_buses(udc)
+    (gadget.path / "UDC").write_text("\n")
+    _sysfs.wait_until(
+        lambda: not _sysfs.find_devices(before, spec.vid, spec.pid),
+        ENUMERATION_TIMEOUT_S,
+        f"{spec.name} gone from bus {sorted(before)}",
+    )
+    (gadget.path / "UDC").write_text(udc)
+    return _sysfs.wait_for(
+        lambda: _sysfs.configured_device(after, spec.vid, spec.pid),
+        ENUMERATION_TIMEOUT_S,
+        f"{spec.name} configured on bus {sorted(after)}",
+    )
 
 
 def composite_gadget(backing: Path) -> contextlib.AbstractContextManager[Gadget]:

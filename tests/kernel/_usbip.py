@@ -97,13 +97,8 @@ def held_by_usbip_host() -> list[str]:
 @contextlib.contextmanager
 def exported(busid: str, timeout: float = COMMAND_TIMEOUT_S) -> Iterator[str]:
     """``usbip bind`` for the block, ``usbip unbind`` after it (once no client holds it)."""
-    run(["usbip", "bind", "-b", busid])
+    bind(busid, timeout)
     try:
-        _sysfs.wait_until(
-            lambda: stub_status(busid) == SDEV_ST_AVAILABLE,
-            timeout,
-            f"usbip-host holding {busid}",
-        )
         yield busid
     finally:
         # A client that just left makes usbip-host reset the device before it is free again.
@@ -114,6 +109,14 @@ def exported(busid: str, timeout: float = COMMAND_TIMEOUT_S) -> Iterator[str]:
                 f"usbip-host releasing {busid}",
             )
         run(["usbip", "unbind", "-b", busid])
+
+
+def bind(busid: str, timeout: float = COMMAND_TIMEOUT_S) -> None:
+    """``usbip bind``: usbipd exports ``busid`` once this returns."""
+    run(["usbip", "bind", "-b", busid])
+    _sysfs.wait_until(
+        lambda: stub_status(busid) == SDEV_ST_AVAILABLE, timeout, f"usbip-host holding {busid}"
+    )
 
 
 @dataclass(frozen=True)

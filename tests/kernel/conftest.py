@@ -25,7 +25,7 @@ OUT_ENV = "KERNEL_TIER_OUT"
 # kernel's host-side test driver, binds Gadget Zero's IDs (a SourceSink gadget); with pattern=1
 # it fills and checks every byte of its bulk transfers.
 MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("dummy_hcd", ("num=2",)),
+    ("dummy_hcd", ("num=3",)),
     ("libcomposite", ()),
     ("usb_f_mass_storage", ()),
     ("usb_f_hid", ()),
@@ -124,6 +124,15 @@ def usb_stack() -> Path:
     _mount_configfs()
     (out / "bed.txt").write_text(_bed_facts(_loopback_up()))
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spare_udc_held(usb_stack: Path) -> Iterator[None]:
+    """The third controller carries a placeholder gadget that no host driver binds, so that
+    GadgetFS (which binds the first free controller) never takes it; a test that moves a
+    device to another bus frees it for a while with ``_gadget.spare_udc``."""
+    with _gadget.placeholder_gadget():
+        yield
 
 
 @pytest.fixture(scope="session")

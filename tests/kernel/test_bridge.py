@@ -3,6 +3,7 @@ replays it on dummy_udc.1, and the host stack on bus 2 uses the replay with its 
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import signal
@@ -232,6 +233,45 @@ def test_server_going_away_unplugs_and_reconnect_replugs(
         bridge.device = _bridge.wait_plugged(bridge)
         assert bridge.text().count("plugged 1d6b:0104") >= 2
         _stopped_cleanly(bridge)
+
+
+@pytest.mark.timeout(600)
+def test_attach_by_vid_pid_from_a_config_file_follows_the_device_to_a_new_busid(
+    usbipd: str, backing_file: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """The disk is pulled out of bus 1 on the server and plugged into bus 3: a new bus ID.
+    ``attach --config`` naming it by VID:PID finds it there and plugs it in again."""
+    image, content = backing_file
+    log, config = tmp_path / "attach.log", tmp_path / "disk.toml"
+    with (
+        _gadget.spare_udc() as spare,
+        _gadget.storage_gadget(image) as source,
+        contextlib.ExitStack() as after_attach,
+    ):
+        vid, pid = source.spec.vid, source.spec.pid
+        config.write_text(
+            f'server = "{usbipd}"\ndevice = "{vid:04x}:{pid:04x}"\nreconnect = true\n'
+        )
+        old = source.busid
+        _usbip.bind(old)
+        with _bridge.bridged(None, None, vid, pid, log, ["--config", str(config)]) as bridge:
+            _usbip.run(["usbip", "unbind", "-b", old])  # the server lets go of the device
+            _sysfs.wait_until(lambda: bridge.find() is None, 10.0, "the bridged disk unplugged")
+            new = _gadget.move(source, spare).name
+            assert new != old
+            after_attach.enter_context(_usbip.exported(new))
+            device = _bridge.wait_plugged(bridge)
+            disk = _sysfs.wait_for(
+                lambda: _sysfs.first_path(_sysfs.block_devices(device)),
+                DRIVER_TIMEOUT_S,
+                "a disk on the bridge",
+            )
+            mismatch = _devio.first_difference(_devio.read_disk(disk, len(content)), content)
+            assert mismatch is None, f"{disk} differs from the source image at byte {mismatch}"
+            text = bridge.text()
+            assert f"plugged {vid:04x}:{pid:04x} ({old} on {usbipd})" in text
+            assert f"plugged {vid:04x}:{pid:04x} ({new} on {usbipd})" in text
+            _stopped_cleanly(bridge)
 
 
 def test_attach_refuses_a_missing_busid_in_one_line(usbipd: str) -> None:

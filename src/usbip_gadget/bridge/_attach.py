@@ -1,8 +1,10 @@
 """``attach``: import a remote device, plug a gadget replaying it, bridge until it ends.
 
-When the remote side ends (the server closes the connection, the device goes away) the
-gadget is unplugged at once, so the host sees a clean unplug. With ``reconnect`` the device
-is imported again with backoff and plugged again when it is back.
+The device is found by bus ID or by what it is (``DeviceMatch``); found by what it is, it is
+found again wherever the server has it after a replug. When the remote side ends (the server
+closes the connection, the device goes away) the gadget is unplugged at once, so the host
+sees a clean unplug. With ``reconnect`` the device is imported again with backoff and
+plugged again when it is back.
 
 Each enumerated device goes through the device policy (``DeviceGate``) before any gadget is
 built; a refused one ends ``attach`` with ``DeviceRefused``, reconnecting or not.
@@ -24,16 +26,17 @@ from usbip_gadget._errors import (
     UsbipGadgetError,
     UsbipTimeout,
 )
-from usbip_gadget._net import PLAIN, Transport, dial
+from usbip_gadget._net import PLAIN, Transport
 from usbip_gadget.bridge._bridge import DEFAULT_DEPTH, Bridge
 from usbip_gadget.bridge._plans import EXACT
 from usbip_gadget.bridge._policy import NO_RULES, DeviceGate, DevicePolicy
 from usbip_gadget.bridge._pumps import Log
 from usbip_gadget.client import (
     DEFAULT_ENUMERATION_TIMEOUT,
+    DeviceMatch,
     RemoteDevice,
     enumerate_device,
-    open_remote_device,
+    open_matching_device,
 )
 from usbip_gadget.gadget import (
     Backend,
@@ -57,7 +60,7 @@ class AttachOptions:
 
     host: str
     port: int
-    busid: str
+    device: DeviceMatch
     udc: str | None = None
     name: str = "usbip-gadget"
     depth: int = DEFAULT_DEPTH
@@ -107,14 +110,12 @@ async def attach_to(options: AttachOptions, plug: Plug, log: Log) -> None:
 
 
 async def _attach_once(options: AttachOptions, plug: Plug, log: Log, plugged: trio.Event) -> None:
-    stream = await dial(
-        options.host, options.port, timeout=options.timeout, transport=options.transport
-    )
-    async with (
-        stream,
-        open_remote_device(stream, options.busid, timeout=options.timeout) as remote,
-    ):
-        await plug_and_bridge(remote, plug, f"{options.busid} on {options.host}", log, plugged)
+    found = open_matching_device(
+        options.host, options.port, options.device, timeout=options.timeout,
+        transport=options.transport,
+    )  # fmt: skip
+    async with found as (busid, remote):
+        await plug_and_bridge(remote, plug, f"{busid} on {options.host}", log, plugged)
 
 
 class GadgetOpener(Protocol):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from usbip_gadget import __version__
 from usbip_gadget._errors import UsbipGadgetError
@@ -21,8 +22,8 @@ MAX_DEPTH = 64
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"usbip-gadget: {message}\n")
+    def error(self, message: str) -> NoReturn:
+        usage_error(message)
 
 
 def _seconds(text: str) -> float:
@@ -92,8 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_attach = sub.add_parser(
         "attach", help="replay a remote device on a USB device controller and bridge its traffic"
     )
-    p_attach.add_argument("server", metavar="HOST[:PORT]")
-    p_attach.add_argument("busid")
+    p_attach.add_argument(
+        "server", metavar="HOST[:PORT]", nargs="?", help="the USB/IP server (or server in --config)"
+    )
+    p_attach.add_argument(
+        "busid", nargs="?", help="the device's bus ID on the server, like 1-1 (or --device)"
+    )
+    _add_device_match(p_attach)
+    _add_config(p_attach)
     _add_gadget_options(p_attach)
     _add_policy_options(p_attach)
     p_attach.add_argument(
@@ -141,10 +148,33 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     )  # fmt: skip
     add_tls_options(p_serve, dialing=False)
     _add_connection_caps(p_serve)
+    _add_config(p_serve)
     p_serve.add_argument(
         "--idle-timeout", type=_seconds, default=None, metavar="S",
         help="drop a client that has had no URB in flight and sent nothing for S seconds"
         " (default: never)",
+    )  # fmt: skip
+
+
+def _add_device_match(parser: argparse.ArgumentParser) -> None:
+    """Which exported device: by what it is, found again under a new bus ID (attach)."""
+    parser.add_argument(
+        "--device", type=_argument(parse_vid_pid), metavar="VID:PID",
+        help="the device with this idVendor:idProduct, whatever its bus ID (instead of BUSID)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--serial", metavar="TEXT", help="with --device: the device with this serial number"
+    )
+    parser.add_argument(
+        "--product", metavar="TEXT", help="with --device: the device with this product string"
+    )
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="PATH",
+        help="read options from this TOML file: its keys are this command's long options"
+        " without dashes (and server, busid); flags given here win",
     )  # fmt: skip
 
 
@@ -230,6 +260,7 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     _add_policy_options(p_listen)
     add_tls_options(p_listen, dialing=False)
     _add_connection_caps(p_listen)
+    _add_config(p_listen)
     p_connect = sub.add_parser(
         "connect", help="offer a local USB device to a listening gadget side, and serve it"
     )
@@ -323,6 +354,16 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
-def usage_error(message: str) -> None:
+def command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of command ``name`` in ``build_parser()``'s parser."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)
+
+
+def usage_error(message: str) -> NoReturn:
     """Exit 2 with ``message``, as a malformed command line does."""
-    _Parser().error(message)
+    sys.stderr.write(f"usbip-gadget: {message}\n")
+    raise SystemExit(2)

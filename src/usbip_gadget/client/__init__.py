@@ -11,6 +11,13 @@ This room imports the standard library, trio, ``usbip_gadget._errors``, ``_group
 from usbip_gadget._net import open_connection, parse_address
 from usbip_gadget.client._device import RemoteDevice
 from usbip_gadget.client._enumerate import DEFAULT_ENUMERATION_TIMEOUT, enumerate_device
+from usbip_gadget.client._find import (
+    AmbiguousMatch,
+    DeviceMatch,
+    NoMatchingDevice,
+    open_matching_device,
+    read_identity,
+)
 from usbip_gadget.client._handshake import (
     ExportOffer,
     accept_exported_device,
@@ -27,8 +34,11 @@ from usbip_gadget.client._urb import Urb, UrbResult
 
 __all__ = [
     "DEFAULT_ENUMERATION_TIMEOUT",
+    "AmbiguousMatch",
+    "DeviceMatch",
     "DeviceSummary",
     "ExportOffer",
+    "NoMatchingDevice",
     "RemoteDevice",
     "Urb",
     "UrbResult",
@@ -39,8 +49,10 @@ __all__ = [
     "fetch_devlist",
     "list_devices",
     "open_connection",
+    "open_matching_device",
     "open_remote_device",
     "parse_address",
+    "read_identity",
     "receive_offer",
     "refuse_export",
     "refuse_offer",

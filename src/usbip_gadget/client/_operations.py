@@ -9,16 +9,10 @@ import trio
 from usbip_gadget._errors import ImportRefused, UsbipGadgetError
 from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.client._enumerate import DEFAULT_ENUMERATION_TIMEOUT, enumerate_device
+from usbip_gadget.client._find import DeviceMatch, open_matching_device, read_identity
 from usbip_gadget.client._handshake import list_devices, open_remote_device
 from usbip_gadget.protocol import ExportedDevice
-from usbip_gadget.usb import (
-    DescriptorType,
-    DeviceDescriptor,
-    DeviceSnapshot,
-    SetupPacket,
-    decode_lang_ids,
-    decode_string,
-)
+from usbip_gadget.usb import DeviceSnapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,28 +84,22 @@ async def read_product(
     """Import ``busid`` and read its iProduct string in its first language."""
     stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
-        device = SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18)
-        index = DeviceDescriptor.parse(await remote.control(device, timeout=timeout)).i_product
-        if not index:
-            return None
-        langs = SetupPacket.get_descriptor(DescriptorType.STRING, 0, 255)
-        lang_ids = decode_lang_ids(await remote.control(langs, timeout=timeout), lenient=True)
-        if not lang_ids:
-            return None
-        setup = SetupPacket.get_descriptor(DescriptorType.STRING, index, 255, lang_id=lang_ids[0])
-        return decode_string(await remote.control(setup, timeout=timeout), lenient=True)
+        _serial, product = await read_identity(remote, timeout=timeout)
+        return product
 
 
 async def describe(
     host: str,
     port: int,
-    busid: str,
+    device: str | DeviceMatch,
     *,
     timeout: float,
     deadline: float = DEFAULT_ENUMERATION_TIMEOUT,
     transport: Transport = PLAIN,
 ) -> DeviceSnapshot:
-    """Import ``busid`` and enumerate it (``deadline``: for the whole enumeration)."""
-    stream = await dial(host, port, timeout=timeout, transport=transport)
-    async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
+    """Import ``device`` (a bus ID, or a match) and enumerate it (``deadline``: for the whole
+    enumeration)."""
+    match = device if isinstance(device, DeviceMatch) else DeviceMatch(busid=device)
+    found = open_matching_device(host, port, match, timeout=timeout, transport=transport)
+    async with found as (_busid, remote):
         return await enumerate_device(remote, timeout=timeout, deadline=deadline)

@@ -1,0 +1,164 @@
+"""``--config FILE``: the same option set as the flags, read off the parser, flags winning."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from tests.client.fakes import FakeServer
+from tests.client.test_cli import server_port  # noqa: F401 - the fixture
+from usbip_gadget.cli import main
+from usbip_gadget.cli._commands import _parse
+from usbip_gadget.cli._config import _keys
+from usbip_gadget.cli._parser import build_parser, command_parser
+
+# One value for every key attach takes, as TOML and as the flags that say the same.
+ATTACH_KEYS: dict[str, tuple[str, list[str]]] = {
+    "server": ('"scanner:3241"', ["scanner:3241"]),
+    "busid": ('"1-1.2"', ["scanner:3241", "1-1.2"]),
+    "device": ('"04a9:1909"', ["--device", "04a9:1909"]),
+    "serial": ('"SN 7"', ["--serial", "SN 7"]),
+    "product": ('"LiDE"', ["--product", "LiDE"]),
+    "udc": ('"20980000.usb"', ["--udc", "20980000.usb"]),
+    "name": ('"scanner"', ["--name", "scanner"]),
+    "backend": ('"gadgetfs"', ["--backend", "gadgetfs"]),
+    "readahead": ("8", ["--readahead", "8"]),
+    "bulk-urbs": ('"adaptive"', ["--bulk-urbs", "adaptive"]),
+    "allow": ('["04a9:1909", "04a9:190a"]', ["--allow", "04a9:1909", "--allow", "04a9:190a"]),
+    "allow-class": ('["07", "08:06"]', ["--allow-class", "07", "--allow-class", "08:06"]),
+    "allow-dfu": ("true", ["--allow-dfu"]),
+    "reconnect": ("true", ["--reconnect"]),
+    "tls-cert": ('"/etc/k/c.pem"', ["--tls-cert", "/etc/k/c.pem"]),
+    "tls-key": ('"/etc/k/k.pem"', ["--tls-key", "/etc/k/k.pem"]),
+    "tls-ca": ('"/etc/k/ca.pem"', ["--tls-ca", "/etc/k/ca.pem"]),
+    "tls-peer-name": ('"scanner"', ["--tls-peer-name", "scanner"]),
+}
+GLOBAL_KEYS = {"timeout": ("2.5", ["--timeout", "2.5"]), "enumeration-timeout": ("90", [])}
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "device.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_every_attach_flag_is_a_key_and_nothing_else_is() -> None:
+    parser = build_parser()
+    keys = set(_keys(command_parser(parser, "attach"))) | set(_keys(parser))
+    assert keys == set(ATTACH_KEYS) | set(GLOBAL_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(ATTACH_KEYS))
+def test_a_key_means_what_its_flag_means(key: str, tmp_path: Path) -> None:
+    toml, flags = ATTACH_KEYS[key]
+    config = _write(tmp_path, f"{key} = {toml}\n")
+    from_file = _parse(["attach", "--config", config])
+    from_flags = _parse(["attach", "--config", _write(tmp_path, ""), *flags])
+    dest = key.replace("-", "_")
+    assert getattr(from_file, dest) == getattr(from_flags, dest)
+    assert getattr(from_file, dest) != getattr(_parse(["attach"]), dest)
+
+
+def test_flags_win_and_repeatable_flags_add(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        'server = "a:1"\nbusid = "1-1"\nreadahead = 8\nallow = ["04a9:1909"]\ntimeout = 3\n',
+    )
+    args = _parse(
+        ["--timeout", "7", "attach", "b:2", "--config", config, "--readahead", "2",
+         "--allow", "1234:abcd"]
+    )  # fmt: skip
+    assert (args.server, args.busid, args.readahead, args.timeout) == ("b:2", "1-1", 2, 7.0)
+    assert args.allow == [(0x04A9, 0x1909), (0x1234, 0xABCD)]
+
+
+def test_relative_files_are_taken_from_the_files_folder(tmp_path: Path) -> None:
+    config = _write(tmp_path, 'tls-cert = "keys/c.pem"\ntls-ca = "/abs/ca.pem"\n')
+    args = _parse(["attach", "--config", config])
+    assert (args.tls_cert, args.tls_ca) == (str(tmp_path / "keys/c.pem"), "/abs/ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("scanner = 1\n", "unknown key 'scanner' (known: allow, allow-class, allow-dfu, "),
+        ('readahead = "many"\n', "readahead: 'many' is not a depth from 1 to 64"),
+        ('reconnect = "yes"\n', "reconnect: expected true or false, got 'yes'"),
+        ('backend = "usbfs"\n', "backend: 'usbfs' is not one of auto, functionfs, gadgetfs"),
+        ("allow = [1, 2]\n", "allow: '1' is not VID:PID"),
+        ("udc = true\n", "udc: expected text or a number, got True"),
+        ("timeout = -1\n", "timeout: '-1' is not a positive number of seconds"),
+        ("server = \n", "not TOML: Invalid value (at line 1, column 10)"),
+        ("[tls]\ncert = 'c'\n", "unknown key 'tls'"),
+    ],
+)
+def test_a_bad_file_is_one_line_and_exit_2(
+    text: str, error: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _write(tmp_path, text)
+    with pytest.raises(SystemExit) as info:
+        main(["attach", "--config", config])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usbip-gadget: {config}: {error}"), err
+    assert err.count("\n") == 1
+
+
+def test_a_missing_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--config", str(tmp_path / "none.toml")])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"usbip-gadget: cannot read {tmp_path / 'none.toml'}: No such file or directory\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["attach"], "attach: give HOST[:PORT], or server in the --config file"),
+        (["attach", "h"], "attach: give a BUSID or --device VID:PID"),
+        (["attach", "h", "1-1", "--device", "1:2"], "attach: give a BUSID (1-1) or --device"),
+        (["attach", "h", "1-1", "--serial", "S"], "--serial and --product go with --device"),
+    ],
+)
+def test_which_device_is_said_once(
+    argv: list[str], error: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith(f"usbip-gadget: {error}")
+
+
+def test_a_config_file_finds_the_device_by_serial(
+    server_port: tuple[int, FakeServer],  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port, _ = server_port
+    config = _write(
+        tmp_path,
+        f'server = "127.0.0.1:{port}"\ndevice = "1234:abcd"\nserial = "K-0001"\n'
+        'allow = ["1234:abcd"]\nudc = "none.0"\n',
+    )
+    assert main(["attach", "--config", config, "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "backend: functionfs"
+    assert "policy: plugs it: --allow 1234:abcd" in out
+    assert main(["attach", "--config", config, "--dry-run", "--serial", "K-0002"]) == 1
+    assert capsys.readouterr().err == (
+        f"usbip-gadget: no device 1234:abcd serial 'K-0002' on 127.0.0.1:{port}"
+        " (1-1: serial 'K-0001' product 'Keyboard')\n"
+    )
+
+
+def test_serve_and_listen_take_a_config_file_too(tmp_path: Path) -> None:
+    config = _write(tmp_path, 'allow = ["04a9:1909"]\nport = 3241\nmax-connections = 4\n')
+    serve = _parse(["serve", "--config", config])
+    assert (serve.allow, serve.port, serve.max_connections) == ([(0x04A9, 0x1909)], 3241, 4)
+    listen = _parse(["listen", "--config", config])
+    assert (listen.allow, listen.port) == ([(0x04A9, 0x1909)], 3241)
+    assert isinstance(listen, argparse.Namespace)
