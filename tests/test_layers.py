@@ -32,7 +32,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "server": _BASE | {"_net", "protocol", "usb"},
     "testing": _BASE | {"_net", "protocol", "usb", "gadget", "server", "client"},
     "bridge": _BASE | {"_net", "protocol", "usb", "client", "gadget"},
-    "cli": _BASE | {"_net", "protocol", "usb", "client", "gadget", "server", "bridge"},
+    "service": frozenset({"_errors"}),
+    "cli": _BASE | {"_net", "protocol", "usb", "client", "gadget", "server", "bridge", "service"},
     "__main__": frozenset({"cli"}),
     "__init__": _BASE,
 }

@@ -25,6 +25,7 @@ from usbip_gadget.bridge import (
 )
 from usbip_gadget.cli._config import ConfigError, load_config
 from usbip_gadget.cli._parser import build_parser, command_parser, tls_files, usage_error
+from usbip_gadget.cli._service import cmd_install_service
 from usbip_gadget.client import DeviceMatch, DeviceSummary, describe, parse_address, summarize
 from usbip_gadget.gadget import (
     KNOWN_ENDPOINT_FILES,
@@ -351,6 +352,7 @@ _COMMANDS = {
     "serve": _cmd_serve,
     "listen": _cmd_listen,
     "connect": _cmd_connect,
+    "install-service": cmd_install_service,
 }
 
 

@@ -128,7 +128,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_options(p_plan, dialing=True)
     _serve_parser(sub)
     _connect_parsers(sub)
+    _install_service_parser(sub)
     return parser
+
+
+def _install_service_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p_install = sub.add_parser(
+        "install-service",
+        help="put the systemd units in place and enable the services named (as root)",
+    )
+    p_install.add_argument(
+        "services", nargs="*", metavar="NAME", type=_gadget_name,
+        help="NAME: usbip-gadget@NAME (attach --config /etc/usbip-gadget/NAME.toml); serve and"
+        " listen: those services (serve.toml, listen.toml); each file must be there and valid",
+    )  # fmt: skip
+    p_install.add_argument(
+        "--root", default="/", metavar="DIR", help="install below DIR, and start nothing"
+    )
+    p_install.add_argument(
+        "--program", metavar="PATH",
+        help="the usbip-gadget the units run (default: this one)",
+    )  # fmt: skip
+    p_install.add_argument(
+        "--no-start", action="store_true", help="install and enable, but start nothing now"
+    )
 
 
 def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
