@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from . import _bridge, _gadget, _usbip
+from . import _bridge, _gadget, _sysfs, _usbip
 
 pytestmark = pytest.mark.kernel
 
@@ -49,7 +49,7 @@ def test_describe_reads_the_hid_report_descriptor(usbipd: str) -> None:
     assert as_json.returncode == 0, as_json.stderr
     snapshot = json.loads(as_json.stdout)
     reports = snapshot["hid_report_descriptors"]
-    assert [bytes.fromhex(r["raw"]) for r in reports] == [_gadget.BOOT_KEYBOARD_REPORT_DESC]
+    assert [bytes.fromhex(r["raw"]) for r in reports] == [_gadget.report_descriptor()]
     interface = snapshot["configurations"][0]["interfaces"][0]
     assert (interface["bInterfaceClass"], interface["bInterfaceProtocol"]) == (3, 1)
     assert snapshot["device_qualifier"] is not None  # a high-speed device has one
@@ -102,3 +102,26 @@ def test_doctor_passes_on_the_bed_and_plans_an_exported_device(usbipd: str) -> N
     assert checks["device"].endswith(f"{busid} on {usbipd} replays on this board's controller"
                                      " with functionfs")  # fmt: skip
     assert done.stderr == "10 of 10 checks pass\n"
+
+
+@pytest.mark.timeout(300)
+def test_gadget_up_and_down_stand_up_a_template_device() -> None:
+    buses = _sysfs.udc_host_buses(_gadget.SOURCE_UDC)
+    vid, pid = _gadget.VID_LINUX_FOUNDATION, 0x0106  # the serial template's
+    up = _cli("gadget", "up", "serial", "--udc", _gadget.SOURCE_UDC, "--name", "lab")
+    try:
+        assert (up.returncode, up.stderr) == (0, "")
+        assert up.stdout == f"lab is up on {_gadget.SOURCE_UDC} (1d6b:0106 Serial Gadget)\n"
+        device = _sysfs.wait_for(
+            lambda: _sysfs.configured_device(buses, vid, pid), 30.0, "the lab serial port"
+        )
+        _sysfs.wait_until(
+            lambda: "cdc_acm" in _sysfs.interface_drivers(device).values(),
+            60.0,
+            "cdc_acm bound to the lab serial port",
+        )
+    finally:
+        down = _cli("gadget", "down", "lab")
+    assert (down.returncode, down.stdout, down.stderr) == (0, "lab is down\n", "")
+    assert not (_gadget.GADGETS / "lab").exists()
+    _sysfs.wait_until(lambda: not _sysfs.find_devices(buses, vid, pid), 30.0, "the port gone")

@@ -24,6 +24,7 @@ from usbip_gadget.bridge import (
     listen,
 )
 from usbip_gadget.cli._config import ConfigError, load_config
+from usbip_gadget.cli._lab import cmd_gadget
 from usbip_gadget.cli._parser import build_parser, command_parser, tls_files, usage_error
 from usbip_gadget.cli._service import cmd_install_service
 from usbip_gadget.client import DeviceMatch, DeviceSummary, describe, parse_address, summarize
@@ -353,6 +354,7 @@ _COMMANDS = {
     "listen": _cmd_listen,
     "connect": _cmd_connect,
     "install-service": cmd_install_service,
+    "gadget": cmd_gadget,
 }
 
 

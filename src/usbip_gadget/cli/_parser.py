@@ -129,7 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _connect_parsers(sub)
     _install_service_parser(sub)
+    _gadget_parser(sub)
     return parser
+
+
+def _gadget_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p_gadget = sub.add_parser(
+        "gadget", help="stand up a source device from a template (configfs), or take it down"
+    )
+    actions = p_gadget.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions.add_parser("templates", help="list the templates")
+    p_up = actions.add_parser("up", help="build a template as a gadget and bind it to a UDC")
+    p_up.add_argument("target", metavar="TEMPLATE", help="a template's name, or a .toml file")
+    p_up.add_argument("--udc", help="the controller to bind to (default: the only one)")
+    p_up.add_argument(
+        "--name", type=_gadget_name, help="the configfs gadget name (default: the template's)"
+    )
+    p_up.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="a value for one of the template's variables, like file=disk.img (repeatable)",
+    )  # fmt: skip
+    p_down = actions.add_parser("down", help="unbind a gadget and remove it from configfs")
+    p_down.add_argument("target", metavar="NAME", type=_gadget_name)
 
 
 def _install_service_parser(sub: argparse._SubParsersAction[_Parser]) -> None:

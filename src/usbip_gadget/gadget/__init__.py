@@ -36,7 +36,12 @@ from usbip_gadget.gadget._choose import (
     plan_json,
     render_plan,
 )
-from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget, configfs_error
+from usbip_gadget.gadget._configfs import (
+    GADGET_ROOT,
+    ConfigfsGadget,
+    configfs_error,
+    remove_gadget,
+)
 from usbip_gadget.gadget._differences import Difference
 from usbip_gadget.gadget._doctor import Board, Check, board_checks
 from usbip_gadget.gadget._events import Ep0Event, Ep0EventType
@@ -46,6 +51,15 @@ from usbip_gadget.gadget._remap import (
     endpoint_addresses,
     interface_numbers,
     string_indexes,
+)
+from usbip_gadget.gadget._template import (
+    GadgetTemplate,
+    TemplateError,
+    TemplateFunction,
+    gadget_up,
+    load_template,
+    template_description,
+    template_names,
 )
 from usbip_gadget.gadget._udc import NO_UDC_HINT, choose_udc, list_udcs, udc_driver
 from usbip_gadget.gadget.gadgetfs import KNOWN_ENDPOINT_FILES
@@ -70,24 +84,32 @@ __all__ = [
     "GadgetBackend",
     "GadgetEndpoint",
     "GadgetFsUnsupported",
+    "GadgetTemplate",
     "NoBackend",
     "PacketReader",
     "QueuedWrite",
     "Remap",
+    "TemplateError",
+    "TemplateFunction",
     "board_checks",
     "choose_udc",
     "configfs_error",
     "endpoint_addresses",
     "gadget_lock",
+    "gadget_up",
     "interface_numbers",
     "list_udcs",
+    "load_template",
     "one_read_at_a_time",
     "open_gadget",
     "plan_backend",
     "plan_json",
+    "remove_gadget",
     "render_plan",
     "runs",
     "string_indexes",
+    "template_description",
+    "template_names",
     "udc_driver",
     "write_on_wait",
 ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -150,8 +150,16 @@ class ConfigfsGadget:
         for config in self._snapshot.configurations:
             self._build_config(config)
 
-    def add_function(self, kind: str, instance: str, config_value: int) -> Path:
-        """Make ``functions/<kind>.<instance>`` and link it into ``configs/c.<config_value>``.
+    def add_function(
+        self,
+        kind: str,
+        instance: str,
+        config_value: int,
+        attributes: Sequence[tuple[str, str | bytes]] = (),
+    ) -> Path:
+        """Make ``functions/<kind>.<instance>``, write its ``attributes`` (paths below the
+        function directory) and link it into ``configs/c.<config_value>``. The attributes
+        come first: most functions refuse changes (EBUSY) once linked into a configuration.
 
         Returns the function directory (for FunctionFS, kind ``"ffs"``, the instance name is
         what ``mount -t functionfs`` takes as its device).
@@ -165,6 +173,10 @@ class ConfigfsGadget:
             )
         function = self.path / "functions" / f"{kind}.{instance}"
         self._mkdir(function)
+        for relative, value in attributes:
+            if relative.startswith("/") or ".." in Path(relative).parts:
+                raise GadgetError(f"invalid attribute {relative!r} of function {function.name}")
+            self._write(function / relative, value)
         self._symlink(self.path / "configs" / f"c.{config_value}" / function.name, function)
         return function
 
@@ -301,7 +313,7 @@ class ConfigfsGadget:
             raise self._error("link", link, exc) from None
         self._created.append(_Node(link, is_link=True))
 
-    def _write(self, path: Path, text: str) -> None:
+    def _write(self, path: Path, text: str | bytes) -> None:
         try:
             _write_attribute(path, text)
         except OSError as exc:
@@ -336,11 +348,12 @@ def _hint(path: Path, code: int | None, root: Path) -> str | None:
     return None
 
 
-def _write_attribute(path: Path, text: str) -> None:
+def _write_attribute(path: Path, text: str | bytes) -> None:
     """One write of ``text`` to an existing attribute file, as configfs wants it."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
     try:
-        os.write(fd, text.encode("utf-8", "replace"))
+        os.write(fd, data)
     finally:
         os.close(fd)
 
@@ -381,6 +394,26 @@ def _languages(snapshot: DeviceSnapshot) -> Iterable[int]:
     """The snapshot's LANGIDs in the device's order, then any others it has strings for."""
     extra = sorted(set(snapshot.strings) - set(snapshot.lang_ids))
     return (*snapshot.lang_ids, *extra)
+
+
+def remove_gadget(name: str, *, root: Path = GADGET_ROOT) -> None:
+    """Unbind gadget ``name`` and remove its tree (one that outlived the process that made
+    it, like ``gadget up``'s); ``GadgetError`` if there is none or a node cannot go."""
+    if not name or "/" in name or name in {".", ".."}:
+        raise GadgetError(f"invalid gadget name {name!r}", hint="use letters, digits, - and _")
+    path = root / name
+    if not path.is_dir():
+        raise GadgetError(f"no gadget {path}", hint=f"see {root}")
+    udc = path / "UDC"
+    try:
+        if udc.read_text(encoding="utf-8").strip():
+            _write_attribute(udc, "\n")
+    except OSError as exc:
+        raise configfs_error("unbind", udc, exc, root=root) from None
+    failures = [f for node in _stale_nodes(path) if (f := _remove(node)) is not None]
+    if failures:
+        message = f"could not remove gadget {path}: " + "; ".join(failures)
+        raise GadgetError(message, hint=_LEFTOVER_HINT)
 
 
 def _stale_nodes(gadget: Path) -> Iterator[_Node]:
