@@ -57,7 +57,6 @@ class TemplatesConfigfs(FakeConfigfs):
         for name in files:
             self.fs.create_file(path / name)
 
-
     def rmdir(self, target_directory: str, allow_symlink: bool = False) -> None:
         """A function's own default groups (``lun.0``) go with it, their files too."""
         path = Path(os.fspath(target_directory))

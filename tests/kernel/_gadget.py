@@ -122,6 +122,11 @@ def sourcesink_gadget(udc: str = SOURCE_UDC) -> contextlib.AbstractContextManage
     return bound_gadget(_template("sourcesink"), udc)
 
 
+def printer_gadget() -> contextlib.AbstractContextManager[Gadget]:
+    """A USB printer (template ``printer``): /dev/g_printerN on the gadget side."""
+    return bound_gadget(_template("printer"))
+
+
 def composite_gadget(backing: Path) -> contextlib.AbstractContextManager[Gadget]:
     """A serial port and a disk in one configuration (template ``serial-disk``)."""
     return bound_gadget(_template("serial-disk", file=str(backing)))
