@@ -26,8 +26,9 @@ pytestmark = pytest.mark.timeout(30)
 DISK = (0x0781, 0x5567)
 
 
-def _disk(busid: str, serial: str, product: str = "Disk") -> FakeDevice:
-    strings = {0x0409: {1: "Acme", 2: product, 3: serial}}
+def _disk(busid: str, serial: str | None, product: str = "Disk") -> FakeDevice:
+    """A disk; with no serial, its descriptor still names string 3, which stalls."""
+    strings = {0x0409: {1: "Acme", 2: product, **({3: serial} if serial else {})}}
     snapshot = DeviceSnapshot.from_raw(
         busid, Speed.HIGH, MASS_STORAGE_DEVICE, (MASS_STORAGE_CONFIG,),
         lang_ids=(0x0409,), strings=strings,
@@ -107,6 +108,17 @@ async def test_the_strings_probe_keeps_the_matching_import() -> None:
         async with _serving(_disk("1-1", "A1")) as (port, log):
             assert await _found(port, DeviceMatch(vid_pid=DISK, serial="A1")) == ("1-1", 0x5567)
     assert len([line for line in log if "imported" in line]) == 1, log
+
+
+async def test_a_candidate_whose_strings_fail_is_passed_over() -> None:
+    devices = _disk("1-1", None), _disk("1-2", "B2")
+    with trio.fail_after(10):
+        async with _serving(*devices) as (port, _log):
+            assert await _found(port, DeviceMatch(vid_pid=DISK, serial="B2")) == ("1-2", 0x5567)
+            with pytest.raises(NoMatchingDevice) as info:
+                await _found(port, DeviceMatch(vid_pid=DISK, serial="Z9"))
+    assert "1-1: " in str(info.value)
+    assert "1-2: serial 'B2' product 'Disk'" in str(info.value)
 
 
 def test_a_match_is_a_busid_or_a_vid_pid() -> None:

@@ -147,7 +147,11 @@ async def _first_with_strings(
             except ImportRefused as exc:
                 seen.append(f"{busid}: {exc.reason}")
                 continue
-            serial, product = await read_identity(remote, timeout=timeout)
+            try:
+                serial, product = await read_identity(remote, timeout=timeout)
+            except UsbipGadgetError as exc:  # a device that cannot say is not the one
+                seen.append(f"{busid}: {exc}")
+                continue
             if match.strings_match(serial, product):
                 yield busid, remote
                 return
