@@ -136,7 +136,8 @@ def test_kiosk_printer_prints_and_the_barcode_reader_needs_its_rule(
         assert refused.returncode == 1, refused.stderr
         assert refused.stderr == (
             f"usbip-gadget: refused {ident} 'Keyboard Gadget' ({busid} on {usbipd}): interface 0"
-            f" is HID (03:01:01); only --allow {ident} or --allow-class 03 plugs it\n"
+            f" is HID (03:01:01) and no rule admits it: --allow {ident} or --allow-class 03"
+            " would\n"
         )
         allowed = [*barcode, "--device", ident, "--allow", ident]
         log = tmp_path / "barcode.log"
