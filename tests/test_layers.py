@@ -27,6 +27,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "_tls": _BASE,
     "_ws": _BASE,
     "_net": _BASE | {"protocol", "_tls", "_ws"},
+    "usbredir": frozenset({"_errors", "protocol"}),
     "client": _BASE | {"_net", "protocol", "usb"},
     "gadget": _BASE | {"usb"},
     "server": _BASE | {"_net", "protocol", "usb"},
