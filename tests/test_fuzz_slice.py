@@ -24,6 +24,8 @@ SLICE = {
     "plan": 500,
     "gadgetfs-ep0": 400,
     "bridge-ep0": 25,
+    "usbredir-host": 1500,
+    "usbredir-guest": 1500,
 }
 
 

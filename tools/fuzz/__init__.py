@@ -17,11 +17,14 @@ The targets, each with the only errors it may raise:
   the host sending random SETUPs and data stages, the device answering at random
   (``_bridge``). The ``UsbipGadgetError`` family only, every request answered, never more
   data than asked for.
+- ``usbredir-host``, ``usbredir-guest``: the usbredir codec in each role fed a peer's real
+  traffic as it is, mutated, spliced or cut into random bytes (``_usbredir``). Our protocol
+  errors only.
 """
 
 from __future__ import annotations
 
-from tools.fuzz import _bridge, _codec, _enumerate, _ep0, _plan
+from tools.fuzz import _bridge, _codec, _enumerate, _ep0, _plan, _usbredir
 from tools.fuzz._harness import Tally, Target, run_cases
 
 DEFAULT_SEED = 20240601
@@ -33,6 +36,7 @@ TARGETS: list[Target] = [
     *_plan.TARGETS,
     *_ep0.TARGETS,
     *_bridge.TARGETS,
+    *_usbredir.TARGETS,
 ]
 
 

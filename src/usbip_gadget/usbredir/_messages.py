@@ -33,7 +33,8 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class DeviceConnect:
     """The usb-host's device is there (after interface_info and ep_info).
-    ``device_version_bcd`` is None in the short form (no connect_device_version)."""
+    ``device_version_bcd`` is None in the short form (no connect_device_version on both
+    sides); a value given is then not sent."""
 
     TYPE: ClassVar[PacketType] = PacketType.DEVICE_CONNECT
     speed: int
