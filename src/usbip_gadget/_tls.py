@@ -7,6 +7,7 @@ so a peer without a valid certificate is never answered and costs no import or c
 
 from __future__ import annotations
 
+import errno
 import os
 import ssl
 from collections.abc import Callable
@@ -126,7 +127,12 @@ class _Dialed(trio.abc.Stream):
         try:
             data = await self._stream.receive_some(max_bytes)
         except trio.BrokenResourceError as exc:
-            raise TransportError(f"{self._what} failed: {tls_reason(exc)}") from None
+            # A peer that refuses us closes its end; if our bytes were still unread there,
+            # its kernel resets the connection instead. Both are the same refusal.
+            cause = exc.__cause__
+            if not (isinstance(cause, OSError) and cause.errno == errno.ECONNRESET):
+                raise TransportError(f"{self._what} failed: {tls_reason(exc)}") from None
+            data = b""
         if not data:
             raise TransportError(
                 f"{self._what} failed: the peer closed the connection", hint=_REFUSED_HINT
