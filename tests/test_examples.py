@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from usbip_gadget.cli._commands import _device_match, _parse
+from usbip_gadget.cli._args import device_match as _device_match
+from usbip_gadget.cli._args import parse as _parse
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CONFIGS = sorted(EXAMPLES.glob("*/*.toml"))

@@ -87,6 +87,13 @@ def test_verify_would_catch_a_unit_that_cannot_run(tmp_path: Path) -> None:
             ["serve"],
             "{root}/etc/usbip-gadget/serve.toml: unknown key 'device'",
         ),
+        ({"kiosk": 'device = "04a9:1909"\n'}, ["kiosk"], "attach: give HOST[:PORT], or server"),
+        ({"serve": "port = 3241\n"}, ["serve"], "serve: nothing is exported unless selected"),
+        (
+            {"kiosk": 'server = "h"\nbusid = "1-1"\ntls-cert = "c.pem"\n'},
+            ["kiosk"],
+            "--tls-cert, --tls-key and --tls-ca go together",
+        ),
     ],
 )
 def test_a_service_without_a_good_config_is_one_line_and_nothing_is_written(

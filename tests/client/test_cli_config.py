@@ -10,7 +10,7 @@ import pytest
 from tests.client.fakes import FakeServer
 from tests.client.test_cli import server_port  # noqa: F401 - the fixture
 from usbip_gadget.cli import main
-from usbip_gadget.cli._commands import _parse
+from usbip_gadget.cli._args import parse as _parse
 from usbip_gadget.cli._config import _keys
 from usbip_gadget.cli._parser import build_parser, command_parser
 
@@ -74,6 +74,15 @@ def test_flags_win_and_repeatable_flags_add(tmp_path: Path) -> None:
     assert args.allow == [(0x04A9, 0x1909), (0x1234, 0xABCD)]
 
 
+def test_a_device_named_on_the_command_line_replaces_the_files_choice(tmp_path: Path) -> None:
+    by_what = _write(tmp_path, 'server = "a"\ndevice = "04a9:1909"\nserial = "S1"\n')
+    args = _parse(["attach", "--config", by_what, "a", "1-4"])
+    assert (args.busid, args.device, args.serial) == ("1-4", None, None)
+    by_busid = _write(tmp_path, 'server = "a"\nbusid = "1-1"\n')
+    args = _parse(["attach", "--config", by_busid, "--device", "04a9:1909"])
+    assert (args.busid, args.device) == (None, (0x04A9, 0x1909))
+
+
 def test_relative_files_are_taken_from_the_files_folder(tmp_path: Path) -> None:
     config = _write(tmp_path, 'tls-cert = "keys/c.pem"\ntls-ca = "/abs/ca.pem"\n')
     args = _parse(["attach", "--config", config])
@@ -104,6 +113,17 @@ def test_a_bad_file_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.startswith(f"usbip-gadget: {config}: {error}"), err
     assert err.count("\n") == 1
+
+
+def test_a_file_that_is_not_text_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b'server = "\xff\xfe"\n')
+    with pytest.raises(SystemExit) as info:
+        main(["attach", "--config", str(path)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == f"usbip-gadget: {path}: not TOML: not UTF-8 text\n"
 
 
 def test_a_missing_file_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -117,8 +117,15 @@ async def test_a_candidate_whose_strings_fail_is_passed_over() -> None:
             assert await _found(port, DeviceMatch(vid_pid=DISK, serial="B2")) == ("1-2", 0x5567)
             with pytest.raises(NoMatchingDevice) as info:
                 await _found(port, DeviceMatch(vid_pid=DISK, serial="Z9"))
-    assert "1-1: " in str(info.value)
+    assert "1-1: serial None product 'Disk'" in str(info.value)
     assert "1-2: serial 'B2' product 'Disk'" in str(info.value)
+
+
+async def test_a_stalled_serial_leaves_the_product_to_match() -> None:
+    with trio.fail_after(10):
+        async with _serving(_disk("1-1", None, "Left")) as (port, _log):
+            match = DeviceMatch(vid_pid=DISK, product="Left")
+            assert await _found(port, match) == ("1-1", 0x5567)
 
 
 def test_a_match_is_a_busid_or_a_vid_pid() -> None:

@@ -13,7 +13,9 @@ from tests.gadget.test_configfs import ROOT, FakeConfigfs
 from usbip_gadget._errors import GadgetError
 from usbip_gadget.cli import main
 from usbip_gadget.gadget import (
+    LOCK_DIR_VARIABLE,
     TemplateError,
+    gadget_lock,
     gadget_up,
     load_template,
     remove_gadget,
@@ -170,3 +172,14 @@ def test_down_of_a_missing_gadget_is_one_line(configfs: TemplatesConfigfs) -> No
     with pytest.raises(GadgetError) as info:
         remove_gadget("nothing", root=ROOT)
     assert info.value.one_line() == f"no gadget {ROOT / 'nothing'} (see {ROOT})"
+
+
+def test_down_refuses_the_gadget_of_a_running_attach(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(LOCK_DIR_VARIABLE, str(tmp_path))
+    with gadget_lock("usbip-gadget"):  # what a running attach holds
+        assert main(["gadget", "down", "usbip-gadget"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("usbip-gadget: gadget usbip-gadget is in use by another usbip-gadget")
+    assert err.count("\n") == 1

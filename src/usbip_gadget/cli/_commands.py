@@ -23,11 +23,11 @@ from usbip_gadget.bridge import (
     describe_plans,
     listen,
 )
-from usbip_gadget.cli._config import ConfigError, load_config
+from usbip_gadget.cli._args import device_match, parse, serve_selection
 from usbip_gadget.cli._lab import cmd_gadget
-from usbip_gadget.cli._parser import build_parser, command_parser, tls_files, usage_error
+from usbip_gadget.cli._parser import tls_files, usage_error
 from usbip_gadget.cli._service import cmd_install_service
-from usbip_gadget.client import DeviceMatch, DeviceSummary, describe, parse_address, summarize
+from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
 from usbip_gadget.gadget import (
     KNOWN_ENDPOINT_FILES,
     NO_UDC_HINT,
@@ -121,7 +121,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
 
 async def _describe(args: argparse.Namespace) -> DeviceSnapshot:
     host, port = parse_address(args.server)
-    device = _device_match(args) if args.command == "attach" else args.busid
+    device = device_match(args) if args.command == "attach" else args.busid
     return await describe(
         host, port, device, timeout=args.timeout, deadline=args.enumeration_timeout,
         transport=_transport(args, server_side=False),
@@ -186,23 +186,8 @@ def _log(message: str) -> None:
     print(f"usbip-gadget: {_printable(message)}", file=sys.stderr, flush=True)
 
 
-def _device_match(args: argparse.Namespace) -> DeviceMatch:
-    """``attach``'s device: BUSID, or --device VID:PID with --serial and --product."""
-    if args.server is None:
-        usage_error("attach: give HOST[:PORT], or server in the --config file")
-    if args.device is None:
-        if args.serial is not None or args.product is not None:
-            usage_error("--serial and --product go with --device VID:PID")
-        if args.busid is None:
-            usage_error("attach: give a BUSID or --device VID:PID")
-        return DeviceMatch(busid=args.busid)
-    if args.busid is not None:
-        usage_error(f"attach: give a BUSID ({args.busid}) or --device, not both")
-    return DeviceMatch(vid_pid=args.device, serial=args.serial, product=args.product)
-
-
 def _cmd_attach(args: argparse.Namespace) -> int:
-    match = _device_match(args)
+    match = device_match(args)
     host, port = parse_address(args.server)
     options = AttachOptions(
         host, port, match, udc=args.udc, name=args.name, depth=args.readahead,
@@ -248,9 +233,7 @@ def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    selection = Selection.of(args.allow, args.busid)
-    if selection.empty:
-        usage_error("serve: nothing is exported unless selected: use --allow or --busid")
+    selection = serve_selection(args)
     transport = _transport(args, server_side=True)
     source = PyusbSource()
     options = ServeOptions(
@@ -358,25 +341,9 @@ _COMMANDS = {
 }
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line, with a ``--config`` file's values as the defaults of its flags."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "config", None) is None:
-        return args
-    command = command_parser(parser, args.command)
-    try:
-        top, own = load_config(args.config, [parser, command])
-    except ConfigError as exc:
-        usage_error(str(exc))
-    parser.set_defaults(**top)
-    command.set_defaults(**own)
-    return parser.parse_args(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``usbip-gadget ARGV``; the exit status: 0, 1 on an error (one line on stderr)."""
-    args = _parse(argv)
+    args = parse(argv)
     try:
         return _COMMANDS[args.command](args)
     except UsbipGadgetError as exc:

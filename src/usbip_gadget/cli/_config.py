@@ -41,6 +41,8 @@ def load_config(path: str, parsers: Sequence[argparse.ArgumentParser]) -> list[d
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not TOML: not UTF-8 text") from None
     keyed = [_keys(parser) for parser in parsers]
     found: list[dict[str, Any]] = [{} for _ in parsers]
     for key, value in data.items():

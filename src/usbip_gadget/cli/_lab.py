@@ -8,6 +8,7 @@ import argparse
 from usbip_gadget.cli._parser import usage_error
 from usbip_gadget.gadget import (
     choose_udc,
+    gadget_lock,
     gadget_up,
     list_udcs,
     load_template,
@@ -23,13 +24,15 @@ def cmd_gadget(args: argparse.Namespace) -> int:
             print(f"{name:<12} {template_description(name)}")
         return 0
     if args.action == "down":
-        remove_gadget(args.target)
+        with gadget_lock(args.target):  # never the gadget of a running attach or listen
+            remove_gadget(args.target)
         print(f"{args.target} is down")
         return 0
     template = load_template(args.target, dict(_setting(text) for text in args.set))
     udc = choose_udc(args.udc, list_udcs())
     name = args.name or template.name
-    gadget_up(template, name=name, udc=udc)
+    with gadget_lock(name):
+        gadget_up(template, name=name, udc=udc)
     print(f"{name} is up on {udc} ({template.vid:04x}:{template.pid:04x} {template.product})")
     return 0
 

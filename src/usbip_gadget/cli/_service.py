@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from usbip_gadget.cli._config import ConfigError, load_config
-from usbip_gadget.cli._parser import build_parser, command_parser, usage_error
+from usbip_gadget.cli._args import check_together, parse
+from usbip_gadget.cli._parser import usage_error
 from usbip_gadget.service import CONFIG_DIR, ServiceError, install_units
 
 #: Services with a unit of their own; any other name is an instance of usbip-gadget@.
@@ -51,13 +51,10 @@ def cmd_install_service(args: argparse.Namespace) -> int:
 
 
 def _check_config(config: Path, command: str, name: str) -> None:
+    """The config file read and checked as the service's command will read it at boot."""
     if not config.is_file():
         usage_error(f"install-service {name}: write {config} first (see examples/)")
-    parser = build_parser()
-    try:
-        load_config(str(config), [parser, command_parser(parser, command)])
-    except ConfigError as exc:
-        usage_error(str(exc))
+    check_together(parse([command, "--config", str(config)]))
 
 
 def _this_program() -> Path:

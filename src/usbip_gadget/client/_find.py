@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from usbip_gadget._errors import ImportRefused, UsbipGadgetError
+from usbip_gadget._errors import ImportRefused, Overflow, Stall, UsbipGadgetError
 from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.client._device import RemoteDevice
 from usbip_gadget.client._handshake import list_devices, open_remote_device
@@ -163,7 +163,7 @@ async def _first_with_strings(
 
 async def read_identity(remote: RemoteDevice, *, timeout: float) -> tuple[str | None, str | None]:
     """The device's (serial number, product) strings in its first language; None for a
-    string it does not have."""
+    string it does not have or stalls (each is read on its own)."""
     setup = SetupPacket.get_descriptor(DescriptorType.DEVICE, 0, 18)
     device = DeviceDescriptor.parse(await remote.control(setup, timeout=timeout))
     if not (device.i_serial_number or device.i_product):
@@ -177,7 +177,10 @@ async def read_identity(remote: RemoteDevice, *, timeout: float) -> tuple[str | 
         if not index:
             return None
         setup = SetupPacket.get_descriptor(DescriptorType.STRING, index, 255, lang_id=lang_ids[0])
-        return decode_string(await remote.control(setup, timeout=timeout), lenient=True)
+        try:
+            return decode_string(await remote.control(setup, timeout=timeout), lenient=True)
+        except (Stall, Overflow):  # this string is not there: the other may be
+            return None
 
     return await string(device.i_serial_number), await string(device.i_product)
 

@@ -111,6 +111,8 @@ def load_template(name_or_path: str, values: Mapping[str, str] | None = None) ->
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise TemplateError(f"cannot read template {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise TemplateError(f"{where}: not TOML: not UTF-8 text") from None
     else:
         name, where = name_or_path, f"template {name_or_path}"
         if name not in template_names():
