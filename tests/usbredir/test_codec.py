@@ -23,6 +23,7 @@ from usbip_gadget.usbredir import (
     ControlPacket,
     DeviceConnect,
     DeviceDisconnect,
+    EndpointEntry,
     EpInfo,
     Event,
     FilterFilter,
@@ -31,6 +32,7 @@ from usbip_gadget.usbredir import (
     IsoPacket,
     Reset,
     Role,
+    SetConfiguration,
     StartInterruptReceiving,
 )
 
@@ -192,6 +194,8 @@ def test_a_second_hello_is_dropped() -> None:
         (InterruptPacket(0x81, 0, 8), "interrupt IN is received"),
         (IsoPacket(0x81, 0, 0), "iso_packet in the direction that carries no data"),
         (StartInterruptReceiving(0x01), "endpoint 0x01 is not IN"),
+        (BulkPacket(0x82, 0, -1), "length -1"),
+        (SetConfiguration(256), "set_configuration: ubyte format requires"),
         (DeviceConnect(2, 0, 0, 0, 1, 2), "device_connect sent by the usb-guest"),
     ],
 )
@@ -207,3 +211,34 @@ def test_random_bytes_raise_only_protocol_errors(junk: bytes, role: Role, trickl
     conn = _ready(role)
     with contextlib.suppress(RemoteProtocolError):
         _feed(conn, junk, trickle)
+
+
+def test_a_refused_packet_leaves_the_connection_able_to_take_more_bytes() -> None:
+    conn = _ready()
+    with pytest.raises(RemoteProtocolError) as info:
+        _feed(conn, _header(4, 132) + struct.pack("<I", 33) + bytes(128), False)
+    conn.receive_data(b"more")  # the error kept (with its traceback) pins no view
+    assert info.value is not None
+
+
+def test_fixed_bytes_of_the_data_packets() -> None:
+    """Wire bytes written out from the protocol document, not from our own packer."""
+    guest = _ready(Role.GUEST)
+    control = ControlPacket(0x80, 6, 0x80, 0, 0x0100, 0, 18, id=9)
+    assert guest.send(control) == _header(100, 10, 9) + bytes.fromhex("80 06 80 00 0001 0000 1200")
+    bulk = BulkPacket(0x02, 0, 0x12345, 0, bytes(0x12345), id=10)
+    assert guest.send(bulk)[:26] == _header(101, 10 + 0x12345, 10) + bytes.fromhex(
+        "02 00 4523 00000000 0100"
+    )
+    host = _ready(Role.HOST)
+    reply = _header(101, 10 + 3, 10) + bytes.fromhex("82 00 0300 00000000 0000") + b"abc"
+    assert _feed(guest, reply, False) == [BulkPacket(0x82, 0, 3, 0, b"abc", id=10)]
+    assert host.send(ControlPacket(0x80, 6, 0x80, 0, 0x100, 0, 2, b"\x12\x01", id=9)) == (
+        _header(100, 12, 9) + bytes.fromhex("80 06 80 00 0001 0000 0200") + b"\x12\x01"
+    )
+
+
+def test_a_field_the_wire_cannot_hold_is_refused() -> None:
+    host = _ready(Role.HOST)
+    with pytest.raises(LocalProtocolError, match="ep_info: bytes must be in range"):
+        host.send(EpInfo((EndpointEntry(type=300),) * 32))

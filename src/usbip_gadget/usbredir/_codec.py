@@ -198,7 +198,7 @@ def pack_body(packet: Packet, sender: Role, forms: Forms) -> bytes:
     try:
         check_packet(packet, sender, forms, own=False)
         return _pack(packet, forms)
-    except struct.error as exc:
+    except (struct.error, ValueError, OverflowError) as exc:  # a field the wire cannot hold
         raise LocalProtocolError(f"{packet.TYPE.name.lower()}: {exc}") from None
     except RemoteProtocolError as exc:
         raise LocalProtocolError(str(exc)) from None
@@ -394,6 +394,8 @@ def _bulk_limit(packet: Any, _sender: Role, name: str, forms: Forms) -> None:
 
 
 def _data_direction(packet: Any, sender: Role, name: str, _forms: Forms) -> None:
+    if packet.length < 0:
+        raise RemoteProtocolError(f"{name}: length {packet.length}")
     expected = bool(packet.endpoint & 0x80) == (sender is Role.HOST)
     if expected:
         if len(packet.data) != packet.length:

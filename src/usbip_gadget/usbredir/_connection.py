@@ -143,11 +143,10 @@ class Connection:
         total = layout.size + length
         if len(self._buffer) < total:
             return None
-        body = memoryview(self._buffer)[layout.size : total]
-        try:
-            return parse_body(kind, packet_id, body, self.peer, self._forms), total
-        finally:
-            body.release()
+        # A copy: no view into the buffer may outlive this call (an error's traceback keeps
+        # its frames, and a view would stop the buffer from growing).
+        body = memoryview(bytes(self._buffer[layout.size : total]))
+        return parse_body(kind, packet_id, body, self.peer, self._forms), total
 
     def _check_header(self, kind_number: int, length: int) -> PacketType:
         """The packet type, once the header's type and length pass every rule."""
