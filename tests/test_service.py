@@ -118,3 +118,5 @@ def test_the_program_path_must_be_absolute() -> None:
         render_unit(UNITS[0], Path("bin/usbip-gadget"))
     with pytest.raises(ServiceError, match="absolute path without spaces"):
         render_unit(UNITS[0], Path("/opt/my tools/usbip-gadget"))
+    with pytest.raises(ServiceError, match="without spaces or %"):
+        render_unit(UNITS[0], Path("/opt/100%/usbip-gadget"))

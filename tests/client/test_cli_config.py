@@ -83,6 +83,16 @@ def test_a_device_named_on_the_command_line_replaces_the_files_choice(tmp_path: 
     assert (args.busid, args.device) == (None, (0x04A9, 0x1909))
 
 
+def test_with_the_server_in_the_file_one_argument_is_the_busid(tmp_path: Path) -> None:
+    config = _write(tmp_path, 'server = "scanner-host"\n')
+    args = _parse(["attach", "--config", config, "1-1.2"])
+    assert (args.server, args.busid) == ("scanner-host", "1-1.2")
+    args = _parse(["attach", "--config", config, "other-host", "1-3"])
+    assert (args.server, args.busid) == ("other-host", "1-3")
+    args = _parse(["attach", "--config", config, "other-host"])
+    assert (args.server, args.busid) == ("other-host", None)
+
+
 def test_relative_files_are_taken_from_the_files_folder(tmp_path: Path) -> None:
     config = _write(tmp_path, 'tls-cert = "keys/c.pem"\ntls-ca = "/abs/ca.pem"\n')
     args = _parse(["attach", "--config", config])

@@ -17,6 +17,7 @@ from usbip_gadget.client import (
     open_matching_device,
     open_remote_device,
 )
+from usbip_gadget.protocol import ExportedDevice
 from usbip_gadget.server import Selection, Server
 from usbip_gadget.testing import FakeDevice, FakeSource
 from usbip_gadget.usb import DeviceSnapshot, Speed
@@ -136,3 +137,28 @@ def test_a_match_is_a_busid_or_a_vid_pid() -> None:
     assert str(DeviceMatch(vid_pid=DISK, serial="A1", product="P")) == (
         "0781:5567 serial 'A1' product 'P'"
     )
+
+
+class _Swapping(FakeSource):
+    """Lists a disk at 1-1, but another device is at 1-1 by the time it is imported."""
+
+    def __init__(self) -> None:
+        super().__init__([keyboard("1-1")])
+        self.listed = [_disk("1-1", "A1").exported()]
+
+    def devices(self) -> list[ExportedDevice]:
+        listed, self.listed = self.listed, []  # the first list only
+        return listed or super().devices()
+
+
+async def test_a_device_swapped_between_list_and_import_is_not_taken() -> None:
+    server = Server(_Swapping(), Selection.of(busids=["1-1"]), options=FAST)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            nursery.start_soon(trio.serve_listeners, server.handle_socket, listeners)
+            port = listeners[0].socket.getsockname()[1]
+            with pytest.raises(NoMatchingDevice) as info:
+                await _found(port, DeviceMatch(vid_pid=DISK))
+            nursery.cancel_scope.cancel()
+    assert str(info.value) == f"1-1 on 127.0.0.1:{port} is 1234:abcd now, not 0781:5567"

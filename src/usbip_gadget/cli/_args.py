@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from usbip_gadget._errors import UsbipGadgetError
 from usbip_gadget.cli._config import ConfigError, load_config
 from usbip_gadget.cli._parser import build_parser, command_parser, tls_files, usage_error
 from usbip_gadget.client import DeviceMatch
-from usbip_gadget.server import Selection
+from usbip_gadget.server import Selection, check_busid
 
 # A device chosen on the command line replaces the file's choice, whichever way each names it.
 _BY_BUSID, _BY_WHAT = ("busid",), ("device", "serial", "product")
@@ -31,8 +32,22 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     command.set_defaults(**own)
     args = parser.parse_args(argv)
     if args.command == "attach":
+        _one_argument_is_the_busid(args, own)
         _flag_wins(args, own)
     return args
+
+
+def _one_argument_is_the_busid(args: argparse.Namespace, from_file: dict[str, object]) -> None:
+    """With the server in the file, ``attach --config FILE 1-1`` names the bus ID: argparse
+    fills the first positional, so one shaped like a bus ID moves to its place."""
+    server = from_file.get("server")
+    if server is None or args.server == server or args.busid != from_file.get("busid"):
+        return
+    try:
+        check_busid(args.server)
+    except UsbipGadgetError:
+        return
+    args.busid, args.server = args.server, server
 
 
 def _flag_wins(args: argparse.Namespace, from_file: dict[str, object]) -> None:

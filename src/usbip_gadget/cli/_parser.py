@@ -375,7 +375,7 @@ def _count(text: str) -> int:
 
 
 def _gadget_name(text: str) -> str:
-    if not text or not all(c.isalnum() or c in "-_" for c in text):
+    if not text or not all(c.isascii() and (c.isalnum() or c in "-_") for c in text):
         raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, - and _")
     return text
 

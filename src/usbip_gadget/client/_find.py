@@ -122,6 +122,14 @@ async def open_matching_device(
             return
     stream = await dial(host, port, timeout=timeout, transport=transport)
     async with stream, open_remote_device(stream, busid, timeout=timeout) as remote:
+        found_ids = (remote.device.id_vendor, remote.device.id_product)
+        if match.vid_pid is not None and found_ids != match.vid_pid:
+            # Another device took the port between the list and the import.
+            raise NoMatchingDevice(
+                f"{busid} on {host}:{port} is {found_ids[0]:04x}:{found_ids[1]:04x} now,"
+                f" not {match}",
+                reason="no matching device",
+            )
         yield busid, remote
 
 

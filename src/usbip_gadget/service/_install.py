@@ -22,8 +22,9 @@ class ServiceError(UsbipGadgetError):
 
 def render_unit(unit: str, program: Path) -> str:
     """The text of ``unit`` with ``program`` (an absolute path, no white space) in it."""
-    if not program.is_absolute() or any(c.isspace() for c in str(program)):
-        raise ServiceError(f"{program}: the program needs an absolute path without spaces")
+    if not program.is_absolute() or any(c.isspace() or c == "%" for c in str(program)):
+        # systemd splits ExecStart= at white space and expands % specifiers.
+        raise ServiceError(f"{program}: the program needs an absolute path without spaces or %")
     text = resources.files(__package__).joinpath("units", unit).read_text()
     return text.replace(_PLACEHOLDER, str(program))
 
