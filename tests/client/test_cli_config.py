@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,22 @@ def test_serve_and_listen_take_a_config_file_too(tmp_path: Path) -> None:
     listen = _parse(["listen", "--config", config])
     assert (listen.allow, listen.port) == ([(0x04A9, 0x1909)], 3241)
     assert isinstance(listen, argparse.Namespace)
+
+
+def test_describe_and_plan_find_the_device_by_what_it_is(
+    server_port: tuple[int, FakeServer],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port, _ = server_port
+    where = f"127.0.0.1:{port}"
+    assert main(["describe", where, "--device", "1234:abcd", "--serial", "K-0001", "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert (described["device"]["idVendor"], described["device"]["idProduct"]) == (0x1234, 0xABCD)
+    assert main(["plan", where, "--device", "1234:abcd", "--allow", "1234:abcd", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["policy"]["allowed"] is True
+    assert main(["describe", where, "--device", "04a9:1909"]) == 1
+    assert capsys.readouterr().err.startswith(f"usbip-gadget: no device 04a9:1909 on {where}")
+    with pytest.raises(SystemExit) as info:
+        main(["plan", where])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("usbip-gadget: plan: give a BUSID or --device")

@@ -66,17 +66,19 @@ def _flag_wins(args: argparse.Namespace, from_file: dict[str, object]) -> None:
 
 
 def device_match(args: argparse.Namespace) -> DeviceMatch:
-    """``attach``'s device: BUSID, or --device VID:PID with --serial and --product."""
+    """The device of ``attach``, ``plan`` or ``describe``: BUSID, or --device VID:PID with
+    --serial and --product."""
+    command = args.command
     if args.server is None:
-        usage_error("attach: give HOST[:PORT], or server in the --config file")
+        usage_error(f"{command}: give HOST[:PORT], or server in the --config file")
     if args.device is None:
         if args.serial is not None or args.product is not None:
             usage_error("--serial and --product go with --device VID:PID")
         if args.busid is None:
-            usage_error("attach: give a BUSID or --device VID:PID")
+            usage_error(f"{command}: give a BUSID or --device VID:PID")
         return DeviceMatch(busid=args.busid)
     if args.busid is not None:
-        usage_error(f"attach: give a BUSID ({args.busid}) or --device, not both")
+        usage_error(f"{command}: give a BUSID ({args.busid}) or --device, not both")
     return DeviceMatch(vid_pid=args.device, serial=args.serial, product=args.product)
 
 

@@ -27,7 +27,7 @@ from usbip_gadget.cli._args import device_match, parse, serve_selection
 from usbip_gadget.cli._lab import cmd_gadget
 from usbip_gadget.cli._parser import tls_files, usage_error
 from usbip_gadget.cli._service import cmd_install_service
-from usbip_gadget.client import DeviceSummary, describe, parse_address, summarize
+from usbip_gadget.client import DeviceMatch, DeviceSummary, describe, parse_address, summarize
 from usbip_gadget.gadget import (
     KNOWN_ENDPOINT_FILES,
     NO_UDC_HINT,
@@ -111,7 +111,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    snapshot = _run(lambda: _describe(args))
+    device = device_match(args)  # a usage error before any connection
+    snapshot = _run(lambda: _describe(args, device))
     if args.json:
         print(json.dumps(snapshot.to_json(), indent=2))
     else:
@@ -119,9 +120,8 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _describe(args: argparse.Namespace) -> DeviceSnapshot:
+async def _describe(args: argparse.Namespace, device: DeviceMatch) -> DeviceSnapshot:
     host, port = parse_address(args.server)
-    device = device_match(args) if args.command == "attach" else args.busid
     return await describe(
         host, port, device, timeout=args.timeout, deadline=args.enumeration_timeout,
         transport=_transport(args, server_side=False),
@@ -213,7 +213,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _print_plan(args: argparse.Namespace, *, as_json: bool) -> int:
     _udc, driver = _board_controller(args.udc)
     files = KNOWN_ENDPOINT_FILES.get(driver or "")
-    snapshot = _run(lambda: _describe(args))
+    device = device_match(args)  # a usage error before any connection
+    snapshot = _run(lambda: _describe(args, device))
     verdict = _device_policy(args).verdict(snapshot)
     try:
         plan = plan_backend(snapshot, args.backend, endpoint_files=files, driver=driver)

@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_options(p_list, dialing=True)
     p_desc = sub.add_parser("describe", help="import a device, enumerate it, print its descriptors")
     p_desc.add_argument("server", metavar="HOST[:PORT]")
-    p_desc.add_argument("busid")
+    p_desc.add_argument("busid", nargs="?", help="its bus ID on the server (or --device)")
+    _add_device_match(p_desc)
     p_desc.add_argument("--json", action="store_true", help="print the device snapshot as JSON")
     add_tls_options(p_desc, dialing=True)
     sub.add_parser("udc", help="list this machine's USB device controllers")
@@ -116,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="which backend would replay a remote device, and what the host sees differently",
     )
     p_plan.add_argument("server", metavar="HOST[:PORT]")
-    p_plan.add_argument("busid")
+    p_plan.add_argument("busid", nargs="?", help="its bus ID on the server (or --device)")
+    _add_device_match(p_plan)
     p_plan.add_argument("--udc", help="the controller it would be plugged into")
     p_plan.add_argument(
         "--backend", type=Backend, choices=list(Backend), default=Backend.AUTO,
@@ -201,7 +203,8 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _add_device_match(parser: argparse.ArgumentParser) -> None:
-    """Which exported device: by what it is, found again under a new bus ID (attach)."""
+    """Which exported device: by what it is, found again under a new bus ID (attach, plan,
+    describe)."""
     parser.add_argument(
         "--device", type=_argument(parse_vid_pid), metavar="VID:PID",
         help="the device with this idVendor:idProduct, whatever its bus ID (instead of BUSID)",
