@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -105,13 +106,21 @@ class FakeConfigfs:
         return (), ()
 
 
-@pytest.fixture
-def configfs(fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch) -> FakeConfigfs:
+F = TypeVar("F", bound=FakeConfigfs)
+
+
+def install(fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch, kind: type[F]) -> F:
+    """A configfs double of ``kind`` over ``fs``, at ROOT."""
     fs.create_dir(ROOT)
-    fake = FakeConfigfs(fs, ROOT)
+    fake = kind(fs, ROOT)
     monkeypatch.setattr(fs, "makedir", fake.makedir)
     monkeypatch.setattr(fs, "rmdir", fake.rmdir)
     return fake
+
+
+@pytest.fixture
+def configfs(fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch) -> FakeConfigfs:
+    return install(fs, monkeypatch, FakeConfigfs)
 
 
 def _config(value: int, i_configuration: int, bm_attributes: int, b_max_power: int) -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyfakefs.fake_filesystem import FakeFilesystem
 
-from tests.gadget.test_configfs import ROOT, FakeConfigfs
+from tests.gadget.test_configfs import ROOT, FakeConfigfs, install
 from usbip_gadget._errors import GadgetError
 from usbip_gadget.cli import main
 from usbip_gadget.gadget import (
@@ -71,11 +71,7 @@ class TemplatesConfigfs(FakeConfigfs):
 
 @pytest.fixture
 def configfs(fs: FakeFilesystem, monkeypatch: pytest.MonkeyPatch) -> TemplatesConfigfs:
-    fs.create_dir(ROOT)
-    fake = TemplatesConfigfs(fs, ROOT)
-    monkeypatch.setattr(fs, "makedir", fake.makedir)
-    monkeypatch.setattr(fs, "rmdir", fake.rmdir)
-    return fake
+    return install(fs, monkeypatch, TemplatesConfigfs)
 
 
 def test_the_shipped_templates_are_these() -> None:

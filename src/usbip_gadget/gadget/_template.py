@@ -86,6 +86,10 @@ class GadgetTemplate:
         )
 
 
+#: A template's optional fields as the dataclass defaults them.
+_DEFAULTS = GadgetTemplate("", "", 0, 0, ())
+
+
 def template_names() -> list[str]:
     """The shipped templates."""
     folder = resources.files(__package__).joinpath("templates")
@@ -145,7 +149,7 @@ class _Reader:
         functions = self.data.get("functions")
         if not isinstance(functions, list) or not functions:
             raise TemplateError(f"{self.where}: functions: at least one [[functions]] table")
-        defaults = GadgetTemplate("", "", 0, 0, ())
+        defaults = _DEFAULTS
         power = self._number(config, "MaxPower", 500)
         return GadgetTemplate(
             name=name,

@@ -59,7 +59,6 @@ class Connection:
         self._forms = HELLO_FORMS
         self._buffer = bytearray()
         self._eof = False
-        self._closed = False
 
     @property
     def peer(self) -> Role:
@@ -131,7 +130,6 @@ class Connection:
             raise RemoteProtocolError(
                 f"connection closed in the middle of a packet ({len(self._buffer)} bytes left)"
             )
-        self._closed = True
         return CLOSED
 
     def _parse(self) -> tuple[Packet, int] | None:
@@ -156,7 +154,7 @@ class Connection:
         name = kind.name.lower()
         if not sender_may_send(self.peer, kind):
             raise RemoteProtocolError(f"{name} sent by the usb-{self.peer.name.lower()}")
-        if (kind is PacketType.HELLO) != (self.peer_caps is None) and kind is not PacketType.HELLO:
+        if kind is not PacketType.HELLO and self.peer_caps is None:
             raise RemoteProtocolError(f"{name} before the peer's hello")
         if length > MAX_PACKET_LENGTH:
             raise RemoteProtocolError(f"{name}: length {length} over {MAX_PACKET_LENGTH}")
