@@ -40,8 +40,8 @@ from usbip_gadget.gadget._configfs import (
     GADGET_ROOT,
     ConfigfsGadget,
     configfs_error,
-    remove_gadget,
 )
+from usbip_gadget.gadget._configfs_remove import remove_gadget
 from usbip_gadget.gadget._differences import Difference
 from usbip_gadget.gadget._doctor import Board, Check, board_checks
 from usbip_gadget.gadget._events import Ep0Event, Ep0EventType

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from usbip_gadget._errors import EndpointsExhausted, GadgetError
+from usbip_gadget.gadget._configfs_strings import device_strings, texts
 from usbip_gadget.gadget._udc import SYSFS_CLASS_UDC, udc_is_free
 from usbip_gadget.usb import Configuration, DeviceSnapshot, Speed
 
@@ -146,7 +147,7 @@ class ConfigfsGadget:
         device = self._snapshot.device
         for attribute, field_name, digits in _DEVICE_ATTRIBUTES:
             self._write(self.path / attribute, f"0x{getattr(device, field_name):0{digits}x}")
-        self._write_strings(self.path, _device_strings(self._snapshot))
+        self._write_strings(self.path, device_strings(self._snapshot))
         for config in self._snapshot.configurations:
             self._build_config(config)
 
@@ -279,8 +280,8 @@ class ConfigfsGadget:
         unit_ma = 8 if self._super_speed else 2
         self._write(directory / "MaxPower", str(config.b_max_power * unit_ma))
         self._ensure_group(directory / "strings")
-        texts = _texts(self._snapshot, {"configuration": config.i_configuration})
-        self._write_strings(directory, texts)
+        strings = texts(self._snapshot, {"configuration": config.i_configuration})
+        self._write_strings(directory, strings)
 
     def _write_strings(self, parent: Path, texts: Mapping[int, Mapping[str, str]]) -> None:
         """``strings/<lang>/<attribute>`` under ``parent`` for every language with text."""
@@ -367,53 +368,6 @@ def _remove(node: _Node) -> str | None:
     except OSError as exc:
         return f"{node.path} ({exc.strerror})"
     return None
-
-
-def _device_strings(snapshot: DeviceSnapshot) -> dict[int, dict[str, str]]:
-    device = snapshot.device
-    indexes = {
-        "manufacturer": device.i_manufacturer,
-        "product": device.i_product,
-        "serialnumber": device.i_serial_number,
-    }
-    return _texts(snapshot, indexes)
-
-
-def _texts(snapshot: DeviceSnapshot, indexes: Mapping[str, int]) -> dict[int, dict[str, str]]:
-    """LANGID → attribute → text, for the string indexes that have text in that language."""
-    texts: dict[int, dict[str, str]] = {}
-    for lang_id in _languages(snapshot):
-        table = snapshot.strings.get(lang_id, {})
-        found = {name: table[i] for name, i in indexes.items() if i != 0 and table.get(i)}
-        if found:
-            texts[lang_id] = found
-    return texts
-
-
-def _languages(snapshot: DeviceSnapshot) -> Iterable[int]:
-    """The snapshot's LANGIDs in the device's order, then any others it has strings for."""
-    extra = sorted(set(snapshot.strings) - set(snapshot.lang_ids))
-    return (*snapshot.lang_ids, *extra)
-
-
-def remove_gadget(name: str, *, root: Path = GADGET_ROOT) -> None:
-    """Unbind gadget ``name`` and remove its tree (one that outlived the process that made
-    it, like ``gadget up``'s); ``GadgetError`` if there is none or a node cannot go."""
-    if not name or "/" in name or name in {".", ".."}:
-        raise GadgetError(f"invalid gadget name {name!r}", hint="use letters, digits, - and _")
-    path = root / name
-    if not path.is_dir():
-        raise GadgetError(f"no gadget {path}", hint=f"see {root}")
-    udc = path / "UDC"
-    try:
-        if udc.read_text(encoding="utf-8").strip():
-            _write_attribute(udc, "\n")
-    except OSError as exc:
-        raise configfs_error("unbind", udc, exc, root=root) from None
-    failures = [f for node in _stale_nodes(path) if (f := _remove(node)) is not None]
-    if failures:
-        message = f"could not remove gadget {path}: " + "; ".join(failures)
-        raise GadgetError(message, hint=_LEFTOVER_HINT)
 
 
 def _stale_nodes(gadget: Path) -> Iterator[_Node]:
