@@ -25,6 +25,7 @@ def test_each_config_is_read_by_its_command(config: Path) -> None:
     args = _parse([command, "--config", str(config)])
     if command == "attach":
         match = _device_match(args)
+        assert match is not None
         assert match.vid_pid is not None  # every example finds its device by what it is
         assert args.server is not None
     else:

@@ -5,6 +5,7 @@ Every error the package raises on purpose is importable from here; all derive fr
 """
 
 from usbip_gadget._errors import (
+    AmbiguousMatch,
     DescriptorError,
     DeviceGone,
     DeviceRefused,
@@ -16,6 +17,7 @@ from usbip_gadget._errors import (
     ImportRefused,
     LocalProtocolError,
     NoBackend,
+    NoMatchingDevice,
     Overflow,
     ProtocolError,
     RemoteProtocolError,
@@ -31,6 +33,7 @@ from usbip_gadget._errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousMatch",
     "DescriptorError",
     "DeviceGone",
     "DeviceRefused",
@@ -42,6 +45,7 @@ __all__ = [
     "ImportRefused",
     "LocalProtocolError",
     "NoBackend",
+    "NoMatchingDevice",
     "Overflow",
     "ProtocolError",
     "RemoteProtocolError",

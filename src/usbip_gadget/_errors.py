@@ -59,6 +59,14 @@ class ImportRefused(UsbipGadgetError):
         self.status = status
 
 
+class NoMatchingDevice(ImportRefused):
+    """No exported device matches (yet): with ``--reconnect``, ``attach`` waits for one."""
+
+
+class AmbiguousMatch(UsbipGadgetError):
+    """Several exported devices match and nothing tells them apart."""
+
+
 class SnapshotError(UsbipGadgetError):
     """A saved device snapshot (JSON) is malformed or disagrees with itself."""
 

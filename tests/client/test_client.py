@@ -20,6 +20,7 @@ from usbip_gadget.protocol import (
     DEFAULT_MAX_TRANSFER,
     CmdSubmit,
     CmdUnlink,
+    Connection,
     Direction,
     RetSubmit,
     RetUnlink,
@@ -322,7 +323,9 @@ async def test_unlink_answered_alone_with_status_0_settles_the_urb(
         start = trio.current_time()
         assert await remote.transfer_in(1, 64, timeout=1) == b""
         assert trio.current_time() - start < 1.5  # settled at once, not after unlink_timeout
-        assert remote._conn.state.pending == frozenset()
+        conn = remote._conn
+        assert isinstance(conn, Connection)
+        assert conn.state.pending == frozenset()
 
 
 async def test_send_to_a_server_that_stops_reading_times_out(

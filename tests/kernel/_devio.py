@@ -68,6 +68,19 @@ def read_disk(node: Path, size: int) -> bytes:
     return bytes(content[:size])
 
 
+def write_disk_direct(node: Path, offset: int, data: bytes) -> None:
+    """Write ``data`` at ``offset`` past the page cache (O_DIRECT, O_SYNC): it is on the
+    device when this returns."""
+    buffer = mmap.mmap(-1, len(data))  # page aligned, as O_DIRECT requires
+    buffer[:] = data
+    fd = open_disk(node, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
+    try:
+        assert os.pwritev(fd, [buffer], offset) == len(data)
+    finally:
+        os.close(fd)
+        buffer.close()
+
+
 def first_difference(actual: bytes, expected: bytes) -> int | None:
     """The offset of the first differing byte (or of the shorter end), None if equal."""
     if actual == expected:
@@ -127,3 +140,23 @@ def read_key_events(
                 events.append((kind, code, value))
                 if stop(events[-1]):
                     return events
+
+
+def type_key_a(hidg: Path, event_node: Path, deadline: float) -> list[KeyEvent]:
+    """A boot-keyboard report pressing 'a' (usage 0x04) then one releasing it, written to the
+    source gadget's ``hidg``; the key events ``event_node`` gave until KEY_A went up."""
+    press = bytes([0, 0, 0x04, 0, 0, 0, 0, 0])
+    events_fd = os.open(event_node, os.O_RDONLY | os.O_NONBLOCK)
+    report_fd = os.open(hidg, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        write_all(report_fd, press, deadline, f"press report to {hidg}")
+        write_all(report_fd, bytes(8), deadline, f"release report to {hidg}")
+        return read_key_events(
+            events_fd,
+            lambda event: event == (EV_KEY, KEY_A, 0),
+            deadline,
+            f"KEY_A down and up on {event_node}",
+        )
+    finally:
+        os.close(report_fd)
+        os.close(events_fd)

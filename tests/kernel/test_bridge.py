@@ -4,7 +4,6 @@ replays it on dummy_udc.1, and the host stack on bus 2 uses the replay with its 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import signal
 import time
@@ -27,17 +26,6 @@ WRITE_LENGTH = 1 << 20
 
 def _wait_node(nodes: Callable[[], list[Path]], what: str) -> Path:
     return _sysfs.wait_for(lambda: _sysfs.first_path(nodes()), DRIVER_TIMEOUT_S, what)
-
-
-def _write_direct(node: Path, offset: int, data: bytes) -> None:
-    buffer = mmap.mmap(-1, len(data))  # page aligned, as O_DIRECT requires
-    buffer[:] = data
-    fd = _devio.open_disk(node, os.O_WRONLY | os.O_DIRECT | os.O_SYNC)
-    try:
-        assert os.pwritev(fd, [buffer], offset) == len(data)
-    finally:
-        os.close(fd)
-        buffer.close()
 
 
 def _stopped_cleanly(bridge: _bridge.Bridged) -> None:
@@ -70,7 +58,7 @@ def test_storage_through_the_bridge(
         assert mismatch is None, f"{disk} differs from the source image at byte {mismatch}"
         # A write through the bridge reaches the source's backing file.
         fresh = os.urandom(WRITE_LENGTH)
-        _write_direct(disk, WRITE_OFFSET, fresh)
+        _devio.write_disk_direct(disk, WRITE_OFFSET, fresh)
         with open(image, "rb") as source_image:
             source_image.seek(WRITE_OFFSET)
             assert source_image.read(WRITE_LENGTH) == fresh
@@ -106,7 +94,6 @@ def _report_descriptors(source: Path, bridged: Path, out: Path) -> None:
 
 @pytest.mark.timeout(300)
 def test_keyboard_through_the_bridge(usbipd: str, tmp_path: Path) -> None:
-    press = bytes([0, 0, 0x04, 0, 0, 0, 0, 0])  # usage 0x04: keyboard 'a'
     with (
         _gadget.keyboard_gadget() as source,
         _usbip.exported(source.busid) as busid,
@@ -117,21 +104,7 @@ def test_keyboard_through_the_bridge(usbipd: str, tmp_path: Path) -> None:
     ):  # fmt: skip
         event_node = _wait_node(lambda: _sysfs.event_devices(bridge.device), "a bridged input")
         hidg = _gadget.char_device(source, "kbd")
-        deadline = time.monotonic() + IO_TIMEOUT_S
-        events_fd = os.open(event_node, os.O_RDONLY | os.O_NONBLOCK)
-        report_fd = os.open(hidg, os.O_WRONLY | os.O_NONBLOCK)
-        try:
-            _devio.write_all(report_fd, press, deadline, f"press report to {hidg}")
-            _devio.write_all(report_fd, bytes(8), deadline, f"release report to {hidg}")
-            events = _devio.read_key_events(
-                events_fd,
-                lambda event: event == (_devio.EV_KEY, _devio.KEY_A, 0),
-                deadline,
-                f"KEY_A down and up on {event_node}",
-            )
-        finally:
-            os.close(report_fd)
-            os.close(events_fd)
+        events = _devio.type_key_a(hidg, event_node, time.monotonic() + IO_TIMEOUT_S)
         assert (_devio.EV_KEY, _devio.KEY_A, 1) in events
         _stopped_cleanly(bridge)
 

@@ -30,6 +30,7 @@ class StubEndpoint:
     bEndpointAddress: int
     bmAttributes: int
     wMaxPacketSize: int
+    bInterval: int = 0
 
 
 @dataclass
@@ -77,7 +78,7 @@ class StubContext:
 
 
 STORAGE = StubInterface(0, 0, 8, 6, 0x50, [StubEndpoint(0x81, 2, 512), StubEndpoint(2, 2, 512)])
-HID = StubInterface(1, 0, 3, 1, 1, [StubEndpoint(0x83, 3, 0x1808)])  # 8 bytes, 3 per microframe
+HID = StubInterface(1, 0, 3, 1, 1, [StubEndpoint(0x83, 3, 0x1808, 4)])  # 8 bytes, 3 per microframe
 HID_ALT = StubInterface(1, 1, 3, 0, 0, [StubEndpoint(0x84, 3, 64)])
 
 
@@ -266,7 +267,7 @@ def test_open_detaches_and_claims_and_close_gives_back() -> None:
     assert device.endpoints() == {
         0x81: EndpointInfo(0x81, TransferType.BULK, 512),
         0x02: EndpointInfo(0x02, TransferType.BULK, 512),
-        0x83: EndpointInfo(0x83, TransferType.INTERRUPT, 8),
+        0x83: EndpointInfo(0x83, TransferType.INTERRUPT, 8, interval=4, interface=1),
     }
     device.close()
     assert stub._ctx.released == [0, 1]

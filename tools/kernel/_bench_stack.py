@@ -143,7 +143,7 @@ def source_disk(backing: Path, udc: str) -> Iterator[Path]:
         wait_until(lambda: not usb_devices(buses), SETTLE_TIMEOUT_S, "the source disk gone")
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
@@ -173,7 +173,7 @@ def usbipd(log: Path) -> Iterator[str]:
         )
     try:
         wait_until(
-            lambda: daemon.poll() is not None or _listening(USBIP_PORT),
+            lambda: daemon.poll() is not None or listening(USBIP_PORT),
             COMMAND_TIMEOUT_S,
             f"usbipd listening on port {USBIP_PORT}",
         )
@@ -308,11 +308,17 @@ def baseline_src() -> Path | None:
 
 
 def bridge_argv(
-    server: str, busid: str, *extra: str, src: Path | None = None, profile: Path | None = None
+    server: str,
+    busid: str | None,
+    *extra: str,
+    src: Path | None = None,
+    profile: Path | None = None,
 ) -> list[str]:
     """``usbip-gadget attach`` plugging into BRIDGE_UDC: this checkout's, or the package in
-    ``src`` (a baseline); with ``profile`` under cProfile, its statistics written there."""
-    attach = ["attach", server, busid, "--udc", BRIDGE_UDC, "--name", "bench", *extra]
+    ``src`` (a baseline); with ``profile`` under cProfile, its statistics written there.
+    Without ``busid``, ``server`` is a usbredir:// address."""
+    device = [busid] if busid is not None else []
+    attach = ["attach", server, *device, "--udc", BRIDGE_UDC, "--name", "bench", *extra]
     prefix = ["env", f"PYTHONPATH={src}"] if src is not None else []
     if profile is not None:
         return [*prefix, sys.executable, str(TOOLS / "_profiled_cli.py"), str(profile), *attach]

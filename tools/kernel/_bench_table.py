@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 DIRECT, VHCI, BRIDGE = "direct", "vhci-hcd", "bridge"
 BRIDGE_BASE = "bridge (base)"  # attach of the revision given to run-tier --baseline
+REDIR = "usbredir"  # attach usbredir:// from usbredirect, beside the USB/IP paths
 DELAYS_MS = (0, 10)  # round trip; netem delays each direction by half
 NOT_MEASURED, MISSING = "—", "n/a"
 

@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the kernel tier's helpers
 
 import _bench_bulk as bulk
+import _bench_redir as redir
 import _bench_stack as stack
 from _bench_io import DISK_SIZE, claimed_interface, control_rate, disk_throughput
 from _bench_sysfs import (
@@ -41,10 +42,20 @@ from _bench_sysfs import (
     storage_interface,
     usbfs_node,
 )
-from _bench_table import BRIDGE, BRIDGE_BASE, DELAYS_MS, DIRECT, VHCI, Results, aligned, say
+from _bench_table import (
+    BRIDGE,
+    BRIDGE_BASE,
+    DELAYS_MS,
+    DIRECT,
+    REDIR,
+    VHCI,
+    Results,
+    aligned,
+    say,
+)
 from tests.kernel._sysfs import wait_for
 
-PATHS = (DIRECT, VHCI, BRIDGE)
+PATHS = (DIRECT, VHCI, BRIDGE, REDIR)
 TABLES = ("disk", "bulk")
 READ, WRITE, CONTROL = "read MB/s", "write MB/s", "control/s"
 METRICS = (READ, WRITE, CONTROL)
@@ -57,8 +68,8 @@ OpenPath = Callable[[], AbstractContextManager[Path]]
 
 def _disk_results(baseline: Path | None) -> Results:
     if baseline is None:
-        return Results(PATHS, (("bridge/vhci", BRIDGE),))
-    ratios = (("bridge/vhci", BRIDGE), ("base/vhci", BRIDGE_BASE))
+        return Results(PATHS, (("bridge/vhci", BRIDGE), ("usbredir/vhci", REDIR)))
+    ratios = (("bridge/vhci", BRIDGE), ("usbredir/vhci", REDIR), ("base/vhci", BRIDGE_BASE))
     return Results((*PATHS, BRIDGE_BASE), ratios)
 
 
@@ -148,6 +159,8 @@ def _network_paths(bench: Bench, source: Path, out: Path) -> None:
             argv = stack.bridge_argv(server, busid, src=base)
             log = out / "bridge-base.log"
             bench.path(BRIDGE_BASE, DELAYS_MS, lambda: stack.bridged(argv, stack.BRIDGE_UDC, log))
+    # The same disk from usbredirect (usbredir), once usbip-host has let it go.
+    bench.path(REDIR, DELAYS_MS, lambda: redir.redirected(out / "usbredir.log"))
 
 
 def run_bench(report: Report, out: Path) -> None:

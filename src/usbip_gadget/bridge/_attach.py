@@ -37,6 +37,8 @@ from usbip_gadget.client import (
     RemoteDevice,
     enumerate_device,
     open_matching_device,
+    open_redirected_device,
+    redir_url,
 )
 from usbip_gadget.gadget import (
     Backend,
@@ -60,7 +62,7 @@ class AttachOptions:
 
     host: str
     port: int
-    device: DeviceMatch
+    device: DeviceMatch | None  # None only with ``redirect``: the usb-host's one device
     udc: str | None = None
     name: str = "usbip-gadget"
     depth: int = DEFAULT_DEPTH
@@ -72,6 +74,7 @@ class AttachOptions:
     allow_dfu: bool = False
     transport: Transport = PLAIN
     enumeration_timeout: float = DEFAULT_ENUMERATION_TIMEOUT
+    redirect: bool = False  # host:port is a usbredir usb-host, not a USB/IP server
 
 
 async def attach(options: AttachOptions, *, log: Log) -> None:
@@ -110,12 +113,18 @@ async def attach_to(options: AttachOptions, plug: Plug, log: Log) -> None:
 
 
 async def _attach_once(options: AttachOptions, plug: Plug, log: Log, plugged: trio.Event) -> None:
+    host, port = options.host, options.port
+    if options.redirect:
+        redirected = open_redirected_device(host, port, options.device, timeout=options.timeout)
+        async with redirected as remote:
+            await plug_and_bridge(remote, plug, redir_url(host, port), log, plugged)
+        return
+    assert options.device is not None
     found = open_matching_device(
-        options.host, options.port, options.device, timeout=options.timeout,
-        transport=options.transport,
-    )  # fmt: skip
+        host, port, options.device, timeout=options.timeout, transport=options.transport
+    )
     async with found as (busid, remote):
-        await plug_and_bridge(remote, plug, f"{busid} on {options.host}", log, plugged)
+        await plug_and_bridge(remote, plug, f"{busid} on {host}", log, plugged)
 
 
 class GadgetOpener(Protocol):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from usbip_gadget._errors import UsbipGadgetError
 from usbip_gadget.cli._config import ConfigError, load_config
 from usbip_gadget.cli._parser import build_parser, command_parser, tls_files, usage_error
-from usbip_gadget.client import DeviceMatch
+from usbip_gadget.client import REDIR_SCHEME, DeviceMatch, parse_address, parse_redir_url
 from usbip_gadget.server import Selection, check_busid
 
 # A device chosen on the command line replaces the file's choice, whichever way each names it.
@@ -65,12 +65,22 @@ def _flag_wins(args: argparse.Namespace, from_file: dict[str, object]) -> None:
                     setattr(args, dest, None)
 
 
-def device_match(args: argparse.Namespace) -> DeviceMatch:
+def server_address(args: argparse.Namespace) -> tuple[str, int, bool]:
+    """(host, port, whether it is a usbredir usb-host) of the command's SERVER."""
+    redirect = parse_redir_url(args.server)
+    if redirect is not None:
+        return (*redirect, True)
+    return (*parse_address(args.server), False)
+
+
+def device_match(args: argparse.Namespace) -> DeviceMatch | None:
     """The device of ``attach``, ``plan`` or ``describe``: BUSID, or --device VID:PID with
-    --serial and --product."""
+    --serial and --product; from a usbredir usb-host, its one device (None) or a match."""
     command = args.command
     if args.server is None:
         usage_error(f"{command}: give HOST[:PORT], or server in the --config file")
+    if args.server.startswith(f"{REDIR_SCHEME}://"):
+        return _redirected_match(args)
     if args.device is None:
         if args.serial is not None or args.product is not None:
             usage_error("--serial and --product go with --device VID:PID")
@@ -79,6 +89,19 @@ def device_match(args: argparse.Namespace) -> DeviceMatch:
         return DeviceMatch(busid=args.busid)
     if args.busid is not None:
         usage_error(f"{command}: give a BUSID ({args.busid}) or --device, not both")
+    return DeviceMatch(vid_pid=args.device, serial=args.serial, product=args.product)
+
+
+def _redirected_match(args: argparse.Namespace) -> DeviceMatch | None:
+    """A usbredir usb-host offers one device and speaks plain TCP only."""
+    if args.busid is not None:
+        usage_error(f"{args.command}: a usbredir usb-host offers one device: no BUSID")
+    if tls_files(args) is not None:
+        usage_error("usbredir:// is plain TCP: the --tls options are for USB/IP servers")
+    if args.device is None:
+        if args.serial is not None or args.product is not None:
+            usage_error("--serial and --product go with --device VID:PID")
+        return None
     return DeviceMatch(vid_pid=args.device, serial=args.serial, product=args.product)
 
 

@@ -23,11 +23,18 @@ from usbip_gadget.bridge import (
     describe_plans,
     listen,
 )
-from usbip_gadget.cli._args import device_match, parse, serve_selection
+from usbip_gadget.cli._args import device_match, parse, serve_selection, server_address
 from usbip_gadget.cli._lab import cmd_gadget
 from usbip_gadget.cli._parser import tls_files, usage_error
 from usbip_gadget.cli._service import cmd_install_service
-from usbip_gadget.client import DeviceMatch, DeviceSummary, describe, parse_address, summarize
+from usbip_gadget.client import (
+    DeviceMatch,
+    DeviceSummary,
+    describe,
+    parse_address,
+    parse_redir_url,
+    summarize,
+)
 from usbip_gadget.gadget import (
     KNOWN_ENDPOINT_FILES,
     NO_UDC_HINT,
@@ -48,6 +55,7 @@ from usbip_gadget.server import (
     ServeOptions,
     connect,
     serve,
+    serve_redirected,
 )
 from usbip_gadget.usb import DeviceSnapshot, Speed, render_tree
 
@@ -95,6 +103,8 @@ def _transport(
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if parse_redir_url(args.server) is not None:
+        usage_error("list: a usbredir usb-host has no device list: describe usbredir://HOST:PORT")
     host, port = parse_address(args.server)
     transport = _transport(args, server_side=False)
     probe, deadline = not args.no_probe, args.enumeration_timeout
@@ -120,11 +130,11 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _describe(args: argparse.Namespace, device: DeviceMatch) -> DeviceSnapshot:
-    host, port = parse_address(args.server)
+async def _describe(args: argparse.Namespace, device: DeviceMatch | None) -> DeviceSnapshot:
+    host, port, redirect = server_address(args)
     return await describe(
         host, port, device, timeout=args.timeout, deadline=args.enumeration_timeout,
-        transport=_transport(args, server_side=False),
+        transport=_transport(args, server_side=False), redirect=redirect,
     )  # fmt: skip
 
 
@@ -188,13 +198,13 @@ def _log(message: str) -> None:
 
 def _cmd_attach(args: argparse.Namespace) -> int:
     match = device_match(args)
-    host, port = parse_address(args.server)
+    host, port, redirect = server_address(args)
     options = AttachOptions(
         host, port, match, udc=args.udc, name=args.name, depth=args.readahead,
         reconnect=args.reconnect, timeout=args.timeout, backend=args.backend,
         bulk_urbs=args.bulk_urbs, policy=_device_policy(args), allow_dfu=args.allow_dfu,
         transport=_transport(args, server_side=False),
-        enumeration_timeout=args.enumeration_timeout,
+        enumeration_timeout=args.enumeration_timeout, redirect=redirect,
     )  # fmt: skip
     if args.dry_run:
         return _print_plan(args, as_json=False)
@@ -243,7 +253,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )  # fmt: skip
     serving = partial(
         _serve_until_signal, source, selection, args.bind, args.port,
-        transport=transport, options=options,
+        transport=transport, options=options, redirect=args.usbredir,
     )  # fmt: skip
     _run(serving)
     return 0
@@ -257,15 +267,23 @@ async def _serve_until_signal(
     *,
     transport: Transport = PLAIN,
     options: ServeOptions | None = None,
+    redirect: bool = False,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """``serve`` until SIGINT, SIGTERM or SIGHUP; the imported devices are released either way."""
+    """``serve`` (over usbredir with ``redirect``) until SIGINT, SIGTERM or SIGHUP; the
+    imported devices are released either way."""
     with trio.open_signal_receiver(*_STOP_SIGNALS) as signals, collapse_single():
         async with trio.open_nursery() as nursery:
-            serving = partial(
-                serve, source, selection, host=host, port=port, log=_log,
-                transport=transport, options=options,
-            )  # fmt: skip
+            if redirect:
+                serving = partial(
+                    serve_redirected, source, selection, host=host, port=port, log=_log,
+                    options=options,
+                )  # fmt: skip
+            else:
+                serving = partial(
+                    serve, source, selection, host=host, port=port, log=_log,
+                    transport=transport, options=options,
+                )  # fmt: skip
             bound = await nursery.start(serving)
             task_status.started(bound)
             async for signum in signals:

@@ -3,37 +3,35 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 from usbip_gadget import __version__
-from usbip_gadget._errors import UsbipGadgetError
 from usbip_gadget._net import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PER_ADDRESS
 from usbip_gadget.bridge import BULK_URBS, DEFAULT_DEPTH, DEFAULT_LISTEN, parse_class_rule
+from usbip_gadget.cli._values import (
+    argument,
+    count,
+    depth,
+    gadget_name,
+    port,
+    seconds,
+    ws_path,
+)
 from usbip_gadget.client import DEFAULT_ENUMERATION_TIMEOUT
 from usbip_gadget.gadget import Backend
 from usbip_gadget.protocol import DEFAULT_PORT
 from usbip_gadget.server import DEFAULT_BIND, check_busid, parse_vid_pid
 
-T = TypeVar("T")
-MAX_DEPTH = 64
+_SERVER_HELP = (
+    "HOST[:PORT] of a USB/IP server, or usbredir://HOST:PORT of a usbredir usb-host"
+    " (usbredirect --as)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         usage_error(message)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
 
 
 _DESCRIPTION = """\
@@ -63,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"usbip-gadget {__version__}")
     parser.add_argument(
-        "--timeout", type=_seconds, default=10.0, help="seconds per network step (default 10)"
+        "--timeout", type=seconds, default=10.0, help="seconds per network step (default 10)"
     )
     parser.add_argument(
-        "--enumeration-timeout", type=_seconds, default=DEFAULT_ENUMERATION_TIMEOUT,
+        "--enumeration-timeout", type=seconds, default=DEFAULT_ENUMERATION_TIMEOUT,
         metavar="S", help="seconds for reading all of a device's descriptors, and for all of"
         f" list's probing (default {DEFAULT_ENUMERATION_TIMEOUT:g})",
     )  # fmt: skip
@@ -78,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_tls_options(p_list, dialing=True)
     p_desc = sub.add_parser("describe", help="import a device, enumerate it, print its descriptors")
-    p_desc.add_argument("server", metavar="HOST[:PORT]")
+    p_desc.add_argument("server", metavar="SERVER", help=_SERVER_HELP)
     p_desc.add_argument("busid", nargs="?", help="its bus ID on the server (or --device)")
     _add_device_match(p_desc)
     p_desc.add_argument("--json", action="store_true", help="print the device snapshot as JSON")
@@ -95,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "attach", help="replay a remote device on a USB device controller and bridge its traffic"
     )
     p_attach.add_argument(
-        "server", metavar="HOST[:PORT]", nargs="?", help="the USB/IP server (or server in --config)"
+        "server", metavar="SERVER", nargs="?", help=f"{_SERVER_HELP} (or server in --config)"
     )
     p_attach.add_argument(
         "busid", nargs="?", help="the device's bus ID on the server, like 1-1 (or --device)"
@@ -116,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "plan",
         help="which backend would replay a remote device, and what the host sees differently",
     )
-    p_plan.add_argument("server", metavar="HOST[:PORT]")
+    p_plan.add_argument("server", metavar="SERVER", help=_SERVER_HELP)
     p_plan.add_argument("busid", nargs="?", help="its bus ID on the server (or --device)")
     _add_device_match(p_plan)
     p_plan.add_argument("--udc", help="the controller it would be plugged into")
@@ -145,14 +143,14 @@ def _gadget_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
     p_up.add_argument("target", metavar="TEMPLATE", help="a template's name, or a .toml file")
     p_up.add_argument("--udc", help="the controller to bind to (default: the only one)")
     p_up.add_argument(
-        "--name", type=_gadget_name, help="the configfs gadget name (default: the template's)"
+        "--name", type=gadget_name, help="the configfs gadget name (default: the template's)"
     )
     p_up.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE",
         help="a value for one of the template's variables, like file=disk.img (repeatable)",
     )  # fmt: skip
     p_down = actions.add_parser("down", help="unbind a gadget and remove it from configfs")
-    p_down.add_argument("target", metavar="NAME", type=_gadget_name)
+    p_down.add_argument("target", metavar="NAME", type=gadget_name)
 
 
 def _install_service_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -161,7 +159,7 @@ def _install_service_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="put the systemd units in place and enable the services named (as root)",
     )
     p_install.add_argument(
-        "services", nargs="*", metavar="NAME", type=_gadget_name,
+        "services", nargs="*", metavar="NAME", type=gadget_name,
         help="NAME: usbip-gadget@NAME (attach --config /etc/usbip-gadget/NAME.toml); serve and"
         " listen: those services (serve.toml, listen.toml); each file must be there and valid",
     )  # fmt: skip
@@ -183,22 +181,27 @@ def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--bind", default=DEFAULT_BIND, metavar="ADDR",
         help=f"address to listen on (default {DEFAULT_BIND}: this machine only)",
     )  # fmt: skip
-    p_serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
+    p_serve.add_argument("--port", type=port, default=DEFAULT_PORT, help="TCP port (3240)")
     p_serve.add_argument(
-        "--allow", type=_argument(parse_vid_pid), action="append", default=[],
+        "--allow", type=argument(parse_vid_pid), action="append", default=[],
         metavar="VID:PID", help="export the devices with this idVendor:idProduct (repeatable)",
     )  # fmt: skip
     p_serve.add_argument(
-        "--busid", type=_argument(check_busid), action="append", default=[],
+        "--busid", type=argument(check_busid), action="append", default=[],
         help="export the device at this bus ID, like 1-1 (repeatable)",
     )  # fmt: skip
     add_tls_options(p_serve, dialing=False)
     _add_connection_caps(p_serve)
     _add_config(p_serve)
     p_serve.add_argument(
-        "--idle-timeout", type=_seconds, default=None, metavar="S",
+        "--idle-timeout", type=seconds, default=None, metavar="S",
         help="drop a client that has had no URB in flight and sent nothing for S seconds"
         " (default: never)",
+    )  # fmt: skip
+    p_serve.add_argument(
+        "--usbredir", action="store_true",
+        help="speak usbredir instead of USB/IP (to QEMU's usb-redir, remote-viewer, or"
+        " attach usbredir://): one selected device per connection, plain TCP",
     )  # fmt: skip
 
 
@@ -206,7 +209,7 @@ def _add_device_match(parser: argparse.ArgumentParser) -> None:
     """Which exported device: by what it is, found again under a new bus ID (attach, plan,
     describe)."""
     parser.add_argument(
-        "--device", type=_argument(parse_vid_pid), metavar="VID:PID",
+        "--device", type=argument(parse_vid_pid), metavar="VID:PID",
         help="the device with this idVendor:idProduct, whatever its bus ID (instead of BUSID)",
     )  # fmt: skip
     parser.add_argument(
@@ -228,12 +231,12 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 def _add_connection_caps(parser: argparse.ArgumentParser) -> None:
     """How many connections a listening command holds at once (serve, listen)."""
     parser.add_argument(
-        "--max-connections", type=_count, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+        "--max-connections", type=count, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
         help=f"connections held at once; more are closed at once (default"
         f" {DEFAULT_MAX_CONNECTIONS})",
     )  # fmt: skip
     parser.add_argument(
-        "--max-per-address", type=_count, default=DEFAULT_MAX_PER_ADDRESS, metavar="N",
+        "--max-per-address", type=count, default=DEFAULT_MAX_PER_ADDRESS, metavar="N",
         help=f"connections held at once from one address (default {DEFAULT_MAX_PER_ADDRESS})",
     )  # fmt: skip
 
@@ -242,7 +245,7 @@ def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
     """Where and how a bridged device is replayed (attach, listen)."""
     parser.add_argument("--udc", help="the controller to plug into (default: the only one)")
     parser.add_argument(
-        "--name", default="usbip-gadget", type=_gadget_name, help="configfs gadget name"
+        "--name", default="usbip-gadget", type=gadget_name, help="configfs gadget name"
     )
     parser.add_argument(
         "--backend", type=Backend, choices=list(Backend), default=Backend.AUTO,
@@ -250,7 +253,7 @@ def _add_gadget_options(parser: argparse.ArgumentParser) -> None:
         "the device, else GadgetFS; the default)",
     )  # fmt: skip
     parser.add_argument(
-        "--readahead", type=_depth, default=DEFAULT_DEPTH, metavar="N",
+        "--readahead", type=depth, default=DEFAULT_DEPTH, metavar="N",
         help=f"IN URBs kept queued per endpoint (default {DEFAULT_DEPTH})",
     )  # fmt: skip
     _add_bulk_urbs(parser)
@@ -268,12 +271,12 @@ def _add_bulk_urbs(parser: argparse.ArgumentParser) -> None:
 def _add_device_rules(parser: argparse.ArgumentParser) -> None:
     """Which devices may be plugged (attach, listen, plan)."""
     parser.add_argument(
-        "--allow", type=_argument(parse_vid_pid), action="append", default=[],
+        "--allow", type=argument(parse_vid_pid), action="append", default=[],
         metavar="VID:PID", help="plug the device with this idVendor:idProduct, HID included"
         " (repeatable); once any rule is given, only devices a rule admits are plugged",
     )  # fmt: skip
     parser.add_argument(
-        "--allow-class", type=_argument(parse_class_rule), action="append", default=[],
+        "--allow-class", type=argument(parse_class_rule), action="append", default=[],
         metavar="CLASS[:SUB[:PROTO]]", help="plug devices whose every interface matches one"
         " of these rules (hex, like 08 or 03:01:01; repeatable); without a rule of class 03"
         " no HID device (keyboard, mouse) is plugged",
@@ -297,9 +300,9 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--bind", default=DEFAULT_LISTEN, metavar="ADDR",
         help=f"address to listen on (default {DEFAULT_LISTEN}: this machine only)",
     )  # fmt: skip
-    p_listen.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port (3240)")
+    p_listen.add_argument("--port", type=port, default=DEFAULT_PORT, help="TCP port (3240)")
     p_listen.add_argument(
-        "--ws", type=_ws_path, metavar="PATH",
+        "--ws", type=ws_path, metavar="PATH",
         help="take offers as WebSocket connections for PATH, like /usbip (wss:// with the"
         " --tls options; plain ws:// only for tests on this machine)",
     )  # fmt: skip
@@ -316,7 +319,7 @@ def _connect_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="the listening side: USB/IP on TCP (with TLS given the --tls options), or a"
         " WebSocket URL (wss:// needs the --tls options, ws:// takes none)",
     )  # fmt: skip
-    p_connect.add_argument("busid", type=_argument(check_busid))
+    p_connect.add_argument("busid", type=argument(check_busid))
     add_tls_options(p_connect, dialing=True)
 
 
@@ -353,52 +356,6 @@ def tls_files(args: argparse.Namespace) -> tuple[str, str, str] | None:
     if missing:
         usage_error(f"--tls-cert, --tls-key and --tls-ca go together: missing {', '.join(missing)}")
     return args.tls_cert, args.tls_key, args.tls_ca
-
-
-def _ws_path(text: str) -> str:
-    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a URL path like /usbip")
-    return text
-
-
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_DEPTH:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a depth from 1 to {MAX_DEPTH}")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
-def _gadget_name(text: str) -> str:
-    if not text or not all(c.isascii() and (c.isalnum() or c in "-_") for c in text):
-        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits, - and _")
-    return text
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
-    return int(text)
-
-
-def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """An argparse type from a parser that raises ``UsbipGadgetError``."""
-
-    def convert(text: str) -> T:
-        try:
-            return parse(text)
-        except UsbipGadgetError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return convert
 
 
 def command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Sequence
 
 import trio
@@ -15,14 +16,13 @@ import trio
 from usbip_gadget._errors import TransportError, UsbipGadgetError, UsbipTimeout
 from usbip_gadget._net import map_transport_errors
 from usbip_gadget.client._iso import iso_layout
-from usbip_gadget.client._stream import LowWater, receive, socket_fileno
+from usbip_gadget.client._stream import Link, LowWater, receive, socket_fileno
 from usbip_gadget.client._urb import DeadlineExpired, Urb, UrbResult
 from usbip_gadget.client._urb_table import UrbTable
 from usbip_gadget.protocol import (
     NEED_DATA,
     NO_ISO,
     CmdSubmit,
-    Connection,
     Direction,
     IsoPacket,
     Message,
@@ -53,7 +53,7 @@ class RemoteDevice:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        conn: Connection,
+        conn: Link,
         device: UsbDevice,
         *,
         unlink_timeout: float = 1.0,
@@ -73,6 +73,8 @@ class RemoteDevice:
         self._fileno = socket_fileno(stream)
         self._table = UrbTable(self._send, device.devid, unlink_timeout=unlink_timeout)
         self._failure: UsbipGadgetError | None = None
+        # Answers a link gives without the wire (``LocalLink``); USB/IP's has none.
+        self._local: deque[RetSubmit | RetUnlink] | None = getattr(conn, "local_events", None)
 
     @property
     def failure(self) -> UsbipGadgetError | None:
@@ -169,9 +171,22 @@ class RemoteDevice:
         if self._failure is not None:
             raise self._failure.with_traceback(None)
         data = self._conn.send(message)
-        self._outbox.append(data)
-        self._outbox_bytes += len(data)
-        self._outbox_filled.set()
+        if data:
+            self._outbox.append(data)
+            self._outbox_bytes += len(data)
+            self._outbox_filled.set()
+        if self._local and type(message) is not CmdSubmit:
+            self._answer_locally()  # a submit's answer waits until its URB is in the table
+
+    def _answer_locally(self) -> None:
+        local = self._local
+        assert local is not None
+        while local:
+            event = local.popleft()
+            if type(event) is RetSubmit:
+                self._table.complete(event.seqnum, event)
+            else:
+                self._table.unlinked(event.seqnum, event.status)
 
     def _flush_now(self) -> None:
         """Write the outbox to the socket at once, if the writer is idle and the socket
@@ -287,6 +302,8 @@ class RemoteDevice:
         )  # fmt: skip
         self._send(cmd)
         pending = table.add(cmd.seqnum)
+        if self._local:
+            self._answer_locally()
         if flush:
             self._flush_now()
         return Urb(table, cmd, pending)

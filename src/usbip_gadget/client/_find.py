@@ -18,7 +18,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from usbip_gadget._errors import ImportRefused, Overflow, Stall, UsbipGadgetError
+from usbip_gadget._errors import (
+    AmbiguousMatch,
+    ImportRefused,
+    NoMatchingDevice,
+    Overflow,
+    Stall,
+    UsbipGadgetError,
+)
 from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.client._device import RemoteDevice
 from usbip_gadget.client._handshake import list_devices, open_remote_device
@@ -30,14 +37,6 @@ from usbip_gadget.usb import (
     decode_lang_ids,
     decode_string,
 )
-
-
-class NoMatchingDevice(ImportRefused):
-    """No exported device matches (yet): with ``--reconnect``, ``attach`` waits for one."""
-
-
-class AmbiguousMatch(UsbipGadgetError):
-    """Several exported devices match and nothing tells them apart."""
 
 
 @dataclass(frozen=True, slots=True)

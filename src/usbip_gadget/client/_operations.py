@@ -11,6 +11,7 @@ from usbip_gadget._net import PLAIN, Transport, dial
 from usbip_gadget.client._enumerate import DEFAULT_ENUMERATION_TIMEOUT, enumerate_device
 from usbip_gadget.client._find import DeviceMatch, open_matching_device, read_identity
 from usbip_gadget.client._handshake import list_devices, open_remote_device
+from usbip_gadget.client._redir import open_redirected_device
 from usbip_gadget.protocol import ExportedDevice
 from usbip_gadget.usb import DeviceSnapshot
 
@@ -91,14 +92,22 @@ async def read_product(
 async def describe(
     host: str,
     port: int,
-    device: str | DeviceMatch,
+    device: str | DeviceMatch | None,
     *,
     timeout: float,
     deadline: float = DEFAULT_ENUMERATION_TIMEOUT,
     transport: Transport = PLAIN,
+    redirect: bool = False,
 ) -> DeviceSnapshot:
     """Import ``device`` (a bus ID, or a match) and enumerate it (``deadline``: for the whole
-    enumeration)."""
+    enumeration). With ``redirect``, ``host:port`` is a usbredir usb-host and ``device``
+    a match it must pass, or None."""
+    if redirect:
+        match = device if isinstance(device, DeviceMatch) else None
+        async with open_redirected_device(host, port, match, timeout=timeout) as remote:
+            return await enumerate_device(remote, timeout=timeout, deadline=deadline)
+    if device is None:
+        raise UsbipGadgetError("a USB/IP server needs a bus ID or a device to match")
     match = device if isinstance(device, DeviceMatch) else DeviceMatch(busid=device)
     found = open_matching_device(host, port, match, timeout=timeout, transport=transport)
     async with found as (_busid, remote):

@@ -4,18 +4,39 @@ keep receiving them cheap."""
 from __future__ import annotations
 
 import socket
+from collections import deque
+from typing import Protocol
 
 import trio
 
 from usbip_gadget._net import map_transport_errors
-from usbip_gadget.protocol import Connection
+from usbip_gadget.protocol import Message, RetSubmit, RetUnlink, Sentinel
 
 RECEIVE_SIZE = 256 * 1024
 _LOW_WATER_MIN = 4096  # below this, a wakeup costs less than the system call
 _LOW_WATER_CAP = 128 * 1024
 
 
-async def receive(stream: trio.abc.ReceiveStream, conn: Connection, what: str) -> None:
+class Link(Protocol):
+    """What a ``RemoteDevice`` speaks through: USB/IP's ``protocol.Connection``, or a link
+    that carries the same commands over another protocol (``usbredir.GuestLink``)."""
+
+    def receive_data(self, data: bytes | bytearray) -> None: ...
+
+    def next_event(self) -> Message | Sentinel: ...
+
+    def bytes_wanted(self) -> int: ...
+
+    def send(self, message: Message) -> bytes: ...
+
+
+class LocalLink(Link, Protocol):
+    """A link that answers some commands itself: ``send`` leaves those answers here."""
+
+    local_events: deque[RetSubmit | RetUnlink]
+
+
+async def receive(stream: trio.abc.ReceiveStream, conn: Link, what: str) -> None:
     """Feed ``conn`` what ``stream`` has; ``what`` names the failure (a ``TransportError``)."""
     with map_transport_errors(what):
         data = await stream.receive_some(RECEIVE_SIZE)

@@ -288,7 +288,10 @@ class PyusbDevice:
                 continue
             for ep in intf:
                 address, kind = int(ep.bEndpointAddress), TransferType(ep.bmAttributes & 3)
-                found[address] = EndpointInfo(address, kind, int(ep.wMaxPacketSize) & 0x7FF)
+                found[address] = EndpointInfo(
+                    address, kind, int(ep.wMaxPacketSize) & 0x7FF, int(ep.bInterval),
+                    int(intf.bInterfaceNumber),
+                )  # fmt: skip
         return found
 
     def _release_all(self) -> None:

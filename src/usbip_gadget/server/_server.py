@@ -61,7 +61,9 @@ def device_name(entry: ExportedDevice) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Claim:
+class Claim:
+    """A device opened for one connection, with its device-list entry."""
+
     entry: ExportedDevice
     device: LocalDevice
 
@@ -85,6 +87,21 @@ class Server:
         self._log = log
         self._threads = Threads(_SOURCE_THREADS)
         self._claimed: set[str] = set()
+
+    @property
+    def options(self) -> ServeOptions:
+        return self._options
+
+    @property
+    def selection(self) -> Selection:
+        return self._selection
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    def log(self, line: str) -> None:
+        self._log(line)
 
     @property
     def claimed(self) -> frozenset[str]:
@@ -137,8 +154,8 @@ class Server:
     async def _import(
         self, stream: trio.abc.Stream, conn: Connection, busid: str, peer: str
     ) -> None:
-        claim = await self._claim(busid, peer)
-        if not isinstance(claim, _Claim):
+        claim = await self.claim(busid, peer)
+        if not isinstance(claim, Claim):
             await _send(stream, conn, ImportReply(claim))
             return
         name, reason = device_name(claim.entry), "the server stopped"
@@ -153,7 +170,7 @@ class Server:
             reason = f"internal error: {type(exc).__name__}: {exc}"
         finally:
             with trio.CancelScope(shield=True):
-                await self._release(claim)
+                await self.release(claim)
             self._log(f"released {name} from {peer}: {reason}")
 
     async def export_to(self, stream: trio.abc.Stream, busid: str, peer: str) -> None:
@@ -163,8 +180,8 @@ class Server:
         ``ExportError`` if the device cannot be claimed, ``ImportRefused`` if the peer refuses
         it, ``UsbipGadgetError`` if the peer breaks the protocol.
         """
-        claim = await self._claim(busid, peer)
-        if not isinstance(claim, _Claim):
+        claim = await self.claim(busid, peer)
+        if not isinstance(claim, Claim):
             raise ExportError(f"cannot offer {busid}: {OpStatus.describe(claim)}")
         name = device_name(claim.entry)
         conn = Connection(Role.DEVICE, max_transfer=self._options.max_transfer)
@@ -190,9 +207,9 @@ class Server:
             raise TransportError(f"{peer}: connection lost while offering {name}") from None
         finally:
             with trio.CancelScope(shield=True):
-                await self._release(claim)
+                await self.release(claim)
 
-    async def _claim(self, busid: str, peer: str) -> _Claim | OpStatus:
+    async def claim(self, busid: str, peer: str) -> Claim | OpStatus:
         try:
             entries = await self.exported()
         except ExportError as exc:
@@ -207,7 +224,7 @@ class Server:
             return OpStatus.DEV_BUSY
         return await self._open(entry, peer)
 
-    async def _open(self, entry: ExportedDevice, peer: str) -> _Claim | OpStatus:
+    async def _open(self, entry: ExportedDevice, peer: str) -> Claim | OpStatus:
         busid = entry.device.busid
         self._claimed.add(busid)
         try:
@@ -221,9 +238,9 @@ class Server:
         except BaseException:
             self._claimed.discard(busid)
             raise
-        return _Claim(entry, device)
+        return Claim(entry, device)
 
-    async def _release(self, claim: _Claim) -> None:
+    async def release(self, claim: Claim) -> None:
         try:
             await self._threads.run(claim.device.close)
         finally:
@@ -280,17 +297,31 @@ async def serve(
     cannot be listened on. ``task_status`` receives the port (useful with ``port=0``).
     """
     server = Server(source, selection, options=options, log=log, transport=transport)
+    await run_server(server, host, port, task_status=task_status)
+
+
+async def run_server(
+    server: Server,
+    host: str,
+    port: int,
+    *,
+    what: str = "",
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``host``:``port`` and hand each connection to ``server`` until cancelled;
+    ``what`` is said of the listener in its first log line."""
     exported = await server.exported()
     if not exported:
         raise ExportError(
-            f"no local USB device matches {selection.describe()}",
+            f"no local USB device matches {server.selection.describe()}",
             hint="lsusb lists them; hubs are never exported",
         )
     listeners = await server.listen(host, port)
     bound = listeners[0].socket.getsockname()[1]
     names = ", ".join(device_name(e) for e in exported)
-    over = f" ({transport.describe()})" if transport != PLAIN else ""
-    log(f"listening on {format_address((host, bound))}{over}, exporting {names}")
+    over = f" ({server.transport.describe()})" if server.transport != PLAIN else what
+    server.log(f"listening on {format_address((host, bound))}{over}, exporting {names}")
     task_status.started(bound)
-    limits = (options or ServeOptions()).limits
-    await serve_capped(server.handle_socket, listeners, limits=limits, log=log)
+    await serve_capped(
+        server.handle_socket, listeners, limits=server.options.limits, log=server.log
+    )

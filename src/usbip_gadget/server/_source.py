@@ -34,12 +34,15 @@ class EndpointInfo:
     """One endpoint of the device's current configuration and alternate settings.
 
     Fields from the endpoint descriptor: bEndpointAddress, the transfer type of
-    bmAttributes, and the packet size (bits 10..0 of wMaxPacketSize).
+    bmAttributes, the packet size (bits 10..0 of wMaxPacketSize) and bInterval; and the
+    bInterfaceNumber of its interface.
     """
 
     address: int
     transfer_type: TransferType
     max_packet: int
+    interval: int = 0
+    interface: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,8 +31,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -42,7 +44,6 @@ from usbip_gadget.protocol import (
     NO_ISO,
     CmdSubmit,
     CmdUnlink,
-    Connection,
     Direction,
     IsoPacket,
     Message,
@@ -67,6 +68,22 @@ _DRAIN_GRACE = 1.0
 _NETWORK_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
+class Link(Protocol):
+    """What the URB phase reads commands from and answers through: USB/IP's
+    ``protocol.Connection``, or a link that carries the same over another protocol
+    (``usbredir.HostLink``), whose events may also be ``bytes`` to write as they are and
+    which may leave commands of its own in ``local_events``."""
+
+    @property
+    def phase(self) -> Phase: ...
+
+    def receive_data(self, data: bytes | bytearray) -> None: ...
+
+    def next_event(self) -> Message | Sentinel | bytes: ...
+
+    def send(self, message: Message) -> bytes: ...
+
+
 @dataclass(eq=False, slots=True)
 class _Urb:
     """A URB received and not yet answered."""
@@ -88,13 +105,14 @@ class UrbPhase:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        conn: Connection,
+        conn: Link,
         device: LocalDevice,
         *,
         options: ServeOptions,
         log: Callable[[str], None],
     ) -> None:
         self._stream, self._conn, self._device = stream, conn, device
+        self._local: deque[CmdSubmit] | None = getattr(conn, "local_events", None)
         self._options = options
         self._log = log
         self._threads = Threads(_WORKER_THREADS)
@@ -185,6 +203,8 @@ class UrbPhase:
                 self._submit(event)
             elif isinstance(event, CmdUnlink):
                 self._unlink(event)
+            elif isinstance(event, bytes):
+                self._post_bytes(event)
             else:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} in the URB phase")
 
@@ -293,10 +313,26 @@ class UrbPhase:
     def _post(self, message: Message) -> None:
         if self._conn.phase is not Phase.URB:
             return  # the client closed the connection: nobody to answer
-        data = self._conn.send(message)
+        self._post_bytes(self._conn.send(message))
+        if self._local:
+            self._submit_local()
+
+    def _post_bytes(self, data: bytes) -> None:
+        if not data:
+            return
         self._ledger.take(reply_cost(data))
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             self._outbox.send_nowait(data)
+
+    def _submit_local(self) -> None:
+        """Commands the link made itself as it answered (a stream's next transfer)."""
+        local = self._local
+        assert local is not None
+        try:
+            while local:
+                self._submit(local.popleft())
+        except RemoteProtocolError as exc:
+            self._end(f"dropped: {exc}")
 
     async def _write_loop(self) -> None:
         timeout = self._options.send_timeout

@@ -178,8 +178,9 @@ class FakeDevice:
                     continue
                 for ep in alt.endpoints:
                     found[ep.b_endpoint_address] = EndpointInfo(
-                        ep.b_endpoint_address, ep.transfer_type, ep.max_packet_size
-                    )
+                        ep.b_endpoint_address, ep.transfer_type, ep.max_packet_size,
+                        ep.b_interval, number,
+                    )  # fmt: skip
         return found
 
     def read(self, address: int, length: int, timeout: float) -> Moved:

@@ -3,15 +3,17 @@ devices with (docs/usb-redirection-protocol.md of the usbredir project, version 
 
 Packets as frozen dataclasses, their wire format in both forms each capability selects,
 and a connection for either role (the usb-host, which has the device, or the usb-guest,
-which uses it): bytes in, packets out, every length checked. Nothing here reads a socket.
-May import the standard library, ``usbip_gadget._errors`` and ``protocol`` (for the
-``NEED_DATA``/``CLOSED`` sentinels) only.
+which uses it): bytes in, packets out, every length checked. ``GuestLink`` speaks the
+usb-guest role as USB/IP commands and replies, so a USB/IP host controller can use it;
+``HostLink`` the usb-host role, so a USB/IP server's URB phase can.
+Nothing here reads a socket. May import the standard library, ``usbip_gadget._errors``
+and ``protocol`` (the USB/IP messages and sentinels) only.
 """
 
-from usbip_gadget.usbredir._codec import Forms
 from usbip_gadget.usbredir._connection import ALL_CAPS, Connection, Event
 from usbip_gadget.usbredir._constants import (
     ENDPOINTS,
+    LINK_CAPS,
     MAX_BULK_LENGTH,
     MAX_PACKET_LENGTH,
     Cap,
@@ -23,6 +25,9 @@ from usbip_gadget.usbredir._constants import (
     endpoint_address,
     endpoint_index,
 )
+from usbip_gadget.usbredir._forms import Forms
+from usbip_gadget.usbredir._guest import INTERRUPT_BACKLOG, GuestLink, errno_of
+from usbip_gadget.usbredir._host import STREAM_TRANSFERS, HostLink, status_of
 from usbip_gadget.usbredir._messages import (
     AllocBulkStreams,
     AltSettingStatus,
@@ -64,15 +69,63 @@ from usbip_gadget.usbredir._messages import (
 )
 
 __all__ = [
-    "ALL_CAPS", "ENDPOINTS", "MAX_BULK_LENGTH", "MAX_PACKET_LENGTH", "AllocBulkStreams",
-    "AltSettingStatus", "BufferedBulkPacket", "BulkPacket", "BulkReceivingStatus",
-    "BulkStreamsStatus", "CancelDataPacket", "Cap", "ConfigurationStatus", "Connection",
-    "ControlPacket", "DataPacket", "DeviceConnect", "DeviceDisconnect", "DeviceDisconnectAck",
-    "EndpointEntry", "EndpointType", "EpInfo", "Event", "FilterFilter", "FilterReject", "Forms",
-    "FreeBulkStreams", "GetAltSetting", "GetConfiguration", "Hello", "InterfaceEntry",
-    "InterfaceInfo", "InterruptPacket", "InterruptReceivingStatus", "IsoPacket",
-    "IsoStreamStatus", "Packet", "PacketType", "Reset", "Role", "SetAltSetting",
-    "SetConfiguration", "Speed", "StartBulkReceiving", "StartInterruptReceiving",
-    "StartIsoStream", "Status", "StopBulkReceiving", "StopInterruptReceiving", "StopIsoStream",
-    "endpoint_address", "endpoint_index",
+    "ALL_CAPS",
+    "ENDPOINTS",
+    "INTERRUPT_BACKLOG",
+    "LINK_CAPS",
+    "MAX_BULK_LENGTH",
+    "MAX_PACKET_LENGTH",
+    "STREAM_TRANSFERS",
+    "AllocBulkStreams",
+    "AltSettingStatus",
+    "BufferedBulkPacket",
+    "BulkPacket",
+    "BulkReceivingStatus",
+    "BulkStreamsStatus",
+    "CancelDataPacket",
+    "Cap",
+    "ConfigurationStatus",
+    "Connection",
+    "ControlPacket",
+    "DataPacket",
+    "DeviceConnect",
+    "DeviceDisconnect",
+    "DeviceDisconnectAck",
+    "EndpointEntry",
+    "EndpointType",
+    "EpInfo",
+    "Event",
+    "FilterFilter",
+    "FilterReject",
+    "Forms",
+    "FreeBulkStreams",
+    "GetAltSetting",
+    "GetConfiguration",
+    "GuestLink",
+    "Hello",
+    "HostLink",
+    "InterfaceEntry",
+    "InterfaceInfo",
+    "InterruptPacket",
+    "InterruptReceivingStatus",
+    "IsoPacket",
+    "IsoStreamStatus",
+    "Packet",
+    "PacketType",
+    "Reset",
+    "Role",
+    "SetAltSetting",
+    "SetConfiguration",
+    "Speed",
+    "StartBulkReceiving",
+    "StartInterruptReceiving",
+    "StartIsoStream",
+    "Status",
+    "StopBulkReceiving",
+    "StopInterruptReceiving",
+    "StopIsoStream",
+    "endpoint_address",
+    "endpoint_index",
+    "errno_of",
+    "status_of",
 ]  # fmt: skip

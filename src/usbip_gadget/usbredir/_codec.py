@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, fields
 from typing import Any
 
 from usbip_gadget._errors import LocalProtocolError, RemoteProtocolError
 from usbip_gadget.usbredir._constants import (
     CAP_WORDS,
     ENDPOINTS,
-    MAX_BULK_LENGTH,
     MAX_CAP_WORDS,
     MAX_INTERFACES,
     VERSION_SIZE,
@@ -26,6 +25,7 @@ from usbip_gadget.usbredir._constants import (
     PacketType,
     Role,
 )
+from usbip_gadget.usbredir._forms import BOTH_SEND, Forms
 from usbip_gadget.usbredir._messages import (
     AllocBulkStreams,
     AltSettingStatus,
@@ -64,33 +64,7 @@ from usbip_gadget.usbredir._messages import (
     StopInterruptReceiving,
     StopIsoStream,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Forms:
-    """What both sides announced, as the codec needs it. ``own``: this side's capabilities
-    (a receiver checks filter, disconnect-ack and bulk-receiving packets against its own;
-    a sender against the peer's, ``peer``)."""
-
-    own: frozenset[int]
-    peer: frozenset[int]
-
-    def both(self, cap: Cap) -> bool:
-        return cap in self.own and cap in self.peer
-
-    @property
-    def ids_64bit(self) -> bool:
-        return self.both(Cap.IDS_64BIT)
-
-    @property
-    def bulk_32bit(self) -> bool:
-        return self.both(Cap.BULK_LENGTH_32BIT)
-
-    def ep_info_size(self) -> int:
-        if self.both(Cap.BULK_STREAMS) and self.both(Cap.EP_INFO_MAX_PACKET_SIZE):
-            return 288
-        return 160 if self.both(Cap.EP_INFO_MAX_PACKET_SIZE) else 96
-
+from usbip_gadget.usbredir._rules import check_packet
 
 #: Before the peer's hello: no capability is taken as shared.
 HELLO_FORMS = Forms(frozenset(), frozenset())
@@ -132,18 +106,7 @@ _OTHERS: tuple[type[Any], ...] = (
     Hello, DeviceConnect, InterfaceInfo, EpInfo, FilterFilter, BulkPacket,
 )  # fmt: skip
 _CLASSES: dict[PacketType, type[Any]] = {cls.TYPE: cls for cls in (*_FIXED, *_EMPTY, *_OTHERS)}
-_HOST_SENDS = frozenset({
-    PacketType.DEVICE_CONNECT, PacketType.DEVICE_DISCONNECT, PacketType.INTERFACE_INFO,
-    PacketType.EP_INFO, PacketType.CONFIGURATION_STATUS, PacketType.ALT_SETTING_STATUS,
-    PacketType.ISO_STREAM_STATUS, PacketType.INTERRUPT_RECEIVING_STATUS,
-    PacketType.BULK_STREAMS_STATUS, PacketType.BULK_RECEIVING_STATUS,
-    PacketType.BUFFERED_BULK_PACKET,
-})  # fmt: skip
-_BOTH_SEND = frozenset({
-    PacketType.HELLO, PacketType.FILTER_FILTER, PacketType.CONTROL_PACKET,
-    PacketType.BULK_PACKET, PacketType.ISO_PACKET, PacketType.INTERRUPT_PACKET,
-})  # fmt: skip
-_WITH_DATA = _BOTH_SEND | {PacketType.BUFFERED_BULK_PACKET}
+_WITH_DATA = BOTH_SEND | {PacketType.BUFFERED_BULK_PACKET}
 _DEVICE_CONNECT = struct.Struct("<BBBBHH")
 _BCD = struct.Struct("<H")
 _INTERFACES = struct.Struct("<I32s32s32s32s")
@@ -151,13 +114,6 @@ _EP_BASE = struct.Struct("<32s32s32s")
 _EP_MPS = struct.Struct("<32H")
 _EP_STREAMS = struct.Struct("<32I")
 _BULK = struct.Struct("<BBHI")
-
-
-def sender_may_send(sender: Role, kind: PacketType) -> bool:
-    """Whether a packet of type ``kind`` may come from ``sender``."""
-    if kind in _BOTH_SEND:
-        return True
-    return (kind in _HOST_SENDS) == (sender is Role.HOST)
 
 
 def packet_class(kind: int) -> type[Any] | None:
@@ -358,95 +314,4 @@ _PARSERS: dict[type[Any], Callable[[memoryview, bytes, int, Forms], Any]] = {
     EpInfo: _parse_ep_info,
     FilterFilter: _parse_filter,
     BulkPacket: _parse_bulk,
-}
-
-
-# -- rules ------------------------------------------------------------------------------------
-
-
-def check_packet(packet: Packet, sender: Role, forms: Forms, *, own: bool) -> None:
-    """The rules a packet must meet; ``own``: checked by its receiver (a capability its
-    packets need must be the receiver's, as usbredirparser checks), else by its sender
-    (both sides'). ``RemoteProtocolError``."""
-    kind, name = packet.TYPE, packet.TYPE.name.lower()
-    if not sender_may_send(sender, kind):
-        raise RemoteProtocolError(f"{name} sent by the usb-{sender.name.lower()}")
-    needs = _NEEDS_CAP.get(kind)
-    if needs is not None and not (needs in forms.own if own else forms.both(needs)):
-        raise RemoteProtocolError(f"{name} without the {needs.name.lower()} capability")
-    for check in _CHECKS.get(type(packet), ()):
-        check(packet, sender, name, forms)
-
-
-def _in_endpoint(packet: Any, _sender: Role, name: str, _forms: Forms) -> None:
-    if not packet.endpoint & 0x80:
-        raise RemoteProtocolError(f"{name}: endpoint 0x{packet.endpoint:02x} is not IN")
-
-
-def _bulk_limit(packet: Any, _sender: Role, name: str, forms: Forms) -> None:
-    length: int = (
-        packet.bytes_per_transfer if isinstance(packet, StartBulkReceiving) else packet.length
-    )
-    if length > MAX_BULK_LENGTH:
-        raise RemoteProtocolError(f"{name}: length {length} over {MAX_BULK_LENGTH}")
-    if isinstance(packet, BulkPacket) and length > 0xFFFF and not forms.bulk_32bit:
-        raise RemoteProtocolError(f"{name}: length {length} needs 32bits_bulk_length")
-
-
-def _data_direction(packet: Any, sender: Role, name: str, _forms: Forms) -> None:
-    if packet.length < 0:
-        raise RemoteProtocolError(f"{name}: length {packet.length}")
-    expected = bool(packet.endpoint & 0x80) == (sender is Role.HOST)
-    if expected:
-        if len(packet.data) != packet.length:
-            raise RemoteProtocolError(
-                f"{name}: {len(packet.data)} bytes of data for length {packet.length}"
-            )
-        return
-    if packet.data:
-        raise RemoteProtocolError(f"{name}: data in the direction that carries none")
-    if isinstance(packet, IsoPacket | BufferedBulkPacket):
-        raise RemoteProtocolError(f"{name} in the direction that carries no data")
-    if isinstance(packet, InterruptPacket) and sender is Role.GUEST:
-        raise RemoteProtocolError(f"{name}: interrupt IN is received, never asked for")
-
-
-def _control_endpoint(packet: Any, _sender: Role, name: str, _forms: Forms) -> None:
-    if packet.endpoint not in (0x00, 0x80):
-        raise RemoteProtocolError(f"{name}: endpoint 0x{packet.endpoint:02x} is not 0x00 or 0x80")
-
-
-def _entries(packet: Any, _sender: Role, name: str, _forms: Forms) -> None:
-    if isinstance(packet, InterfaceInfo) and len(packet.interfaces) > MAX_INTERFACES:
-        raise RemoteProtocolError(f"{name}: {len(packet.interfaces)} interfaces")
-
-
-def _filter_text(packet: Any, _sender: Role, name: str, _forms: Forms) -> None:
-    if "\0" in packet.rules or not packet.rules.isascii():
-        raise RemoteProtocolError(f"{name}: rules must be ASCII without NUL")
-
-
-_NEEDS_CAP = {
-    PacketType.FILTER_FILTER: Cap.FILTER,
-    PacketType.FILTER_REJECT: Cap.FILTER,
-    PacketType.DEVICE_DISCONNECT_ACK: Cap.DEVICE_DISCONNECT_ACK,
-    PacketType.START_BULK_RECEIVING: Cap.BULK_RECEIVING,
-    PacketType.STOP_BULK_RECEIVING: Cap.BULK_RECEIVING,
-    PacketType.BULK_RECEIVING_STATUS: Cap.BULK_RECEIVING,
-    PacketType.BUFFERED_BULK_PACKET: Cap.BULK_RECEIVING,
-}
-_CHECKS: dict[type[Any], tuple[Callable[[Any, Role, str, Forms], None], ...]] = {
-    StartInterruptReceiving: (_in_endpoint,),
-    StopInterruptReceiving: (_in_endpoint,),
-    InterruptReceivingStatus: (_in_endpoint,),
-    StartBulkReceiving: (_in_endpoint, _bulk_limit),
-    StopBulkReceiving: (_in_endpoint,),
-    BulkReceivingStatus: (_in_endpoint,),
-    BufferedBulkPacket: (_in_endpoint, _bulk_limit, _data_direction),
-    BulkPacket: (_bulk_limit, _data_direction),
-    ControlPacket: (_control_endpoint, _data_direction),
-    IsoPacket: (_data_direction,),
-    InterruptPacket: (_data_direction,),
-    InterfaceInfo: (_entries,),
-    FilterFilter: (_filter_text,),
 }

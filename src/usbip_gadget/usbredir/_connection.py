@@ -14,13 +14,11 @@ from usbip_gadget._errors import LocalProtocolError, RemoteProtocolError
 from usbip_gadget.protocol import CLOSED, NEED_DATA, Sentinel
 from usbip_gadget.usbredir._codec import (
     HELLO_FORMS,
-    Forms,
     carries_data,
     header_size,
     pack_body,
     packet_class,
     parse_body,
-    sender_may_send,
 )
 from usbip_gadget.usbredir._constants import (
     MAX_CAP_WORDS,
@@ -30,6 +28,7 @@ from usbip_gadget.usbredir._constants import (
     PacketType,
     Role,
 )
+from usbip_gadget.usbredir._forms import Forms, sender_may_send
 from usbip_gadget.usbredir._messages import Hello, Packet
 
 _HEADER = struct.Struct("<III")
@@ -107,6 +106,15 @@ class Connection:
             self._buffer += data
         else:
             self._eof = True
+
+    def bytes_wanted(self) -> int:
+        """How many more bytes complete the packet being received (at least 1)."""
+        layout = _HEADER_64 if self._forms.ids_64bit else _HEADER
+        have = len(self._buffer)
+        if have < layout.size:
+            return layout.size - have
+        length: int = layout.unpack_from(self._buffer)[1]
+        return max(1, layout.size + length - have)
 
     def next_event(self) -> Event:
         """The next complete packet, ``NEED_DATA`` or ``CLOSED``."""

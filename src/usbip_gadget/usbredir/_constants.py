@@ -121,3 +121,11 @@ def endpoint_index(address: int) -> int:
 def endpoint_address(index: int) -> int:
     """The endpoint address of an ep_info slot (0-31)."""
     return (index & 0x0F) | (0x80 if index & 0x10 else 0)
+
+
+#: What this project's links announce in either role: every capability but bulk streams,
+#: filters and buffered bulk receiving, which they do not carry.
+LINK_CAPS = frozenset({
+    Cap.CONNECT_DEVICE_VERSION, Cap.DEVICE_DISCONNECT_ACK, Cap.EP_INFO_MAX_PACKET_SIZE,
+    Cap.IDS_64BIT, Cap.BULK_LENGTH_32BIT,
+})  # fmt: skip
