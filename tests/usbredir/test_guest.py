@@ -25,6 +25,7 @@ from usbip_gadget.usb import SetupPacket
 from usbip_gadget.usbredir import (
     ALL_CAPS,
     INTERRUPT_BACKLOG,
+    MAX_BULK_LENGTH,
     AltSettingStatus,
     BulkPacket,
     CancelDataPacket,
@@ -236,13 +237,65 @@ def test_a_stalled_interrupt_stream_fails_its_urbs_and_starts_again() -> None:
     assert host.heard(host.link.send(_in(2, 3, 8))) == [StartInterruptReceiving(INT_IN)]
 
 
-def test_a_new_endpoint_table_restarts_a_stream_with_urbs_waiting() -> None:
+def test_a_new_configuration_restarts_a_stream_with_urbs_waiting() -> None:
     host = _connected()
     host.heard(host.link.send(_in(1, 3, 8)))
-    host.say(ENDPOINTS)  # after set_alt_setting: the usb-host stopped its streams
+    config = SetupPacket.set_configuration(2).pack()
+    host.heard(host.link.send(CmdSubmit(2, 0, Direction.OUT, 0, 0, setup=config)))
+    host.say(ENDPOINTS, ConfigurationStatus(Status.SUCCESS, 2, id=2))  # streams stopped
+    assert host.events() == [RetSubmit(2)]
+    # The reader takes what the link sends unasked once it has read all there was.
+    assert host.heard(host.link.take_output()) == [StartInterruptReceiving(INT_IN)]
+    assert host.link.take_output() == b""
+
+
+def test_a_new_alternate_setting_restarts_only_that_interfaces_streams() -> None:
+    host = _connected()  # 0x83 is on interface 0
+    host.heard(host.link.send(_in(1, 3, 8)))
+    alt = SetupPacket(0x01, 11, 1, 1, 0).pack()
+    host.heard(host.link.send(CmdSubmit(2, 0, Direction.OUT, 0, 0, setup=alt)))
+    host.say(ENDPOINTS, AltSettingStatus(Status.SUCCESS, 1, 1, id=2))
+    assert host.events() == [RetSubmit(2)]
+    assert host.link.take_output() == b""  # interface 0's stream runs on
+    alt0 = SetupPacket(0x01, 11, 0, 0, 0).pack()
+    host.heard(host.link.send(CmdSubmit(3, 0, Direction.OUT, 0, 0, setup=alt0)))
+    host.say(ENDPOINTS, AltSettingStatus(Status.SUCCESS, 0, 0, id=3))
+    assert host.events() == [RetSubmit(3)]
+    assert host.heard(host.link.take_output()) == [StartInterruptReceiving(INT_IN)]
+
+
+def test_a_start_answered_inval_is_a_stream_that_runs_already() -> None:
+    host = _connected()
+    host.heard(host.link.send(_in(1, 3, 8)))
+    host.say(InterruptReceivingStatus(Status.INVAL, INT_IN))
     assert host.events() == []
-    sent = host.heard(host.link.send(_in(2, 1, 512)))
-    assert sent == [StartInterruptReceiving(INT_IN), BulkPacket(BULK_IN, 0, 512, id=2)]
+    host.say(InterruptPacket(INT_IN, 0, 1, b"k", id=0))
+    assert host.events() == [RetSubmit(1, 0, 1, b"k")]
+
+
+def test_a_streamed_packet_never_answers_another_urb_of_its_id() -> None:
+    host = _connected()
+    host.heard(host.link.send(_in(1, 3, 8)))
+    host.heard(host.link.send(_in(2, 1, 512)))  # bulk IN seqnum 2
+    host.say(InterruptPacket(INT_IN, 0, 1, b"M", id=2))
+    assert host.events() == [RetSubmit(1, 0, 1, b"M")]
+    host.say(BulkPacket(BULK_IN, 0, 2, data=b"ok", id=2))
+    assert host.events() == [RetSubmit(2, 0, 2, b"ok")]
+
+
+def test_a_reply_of_another_type_than_asked_is_dropped() -> None:
+    host = _connected()
+    host.heard(host.link.send(_in(4, 1, 512)))
+    host.say(ConfigurationStatus(Status.SUCCESS, 1, id=4))
+    assert host.events() == []
+    host.say(BulkPacket(BULK_IN, 0, 1, data=b"b", id=4))
+    assert host.events() == [RetSubmit(4, 0, 1, b"b")]
+
+
+def test_a_bulk_length_over_usbredirs_limit_is_refused_locally() -> None:
+    host = _connected()
+    assert host.link.send(_in(5, 1, MAX_BULK_LENGTH + 1)) == b""
+    assert list(host.link.local_events) == [RetSubmit(5, -errno.EINVAL)]
 
 
 def test_unlinking_a_transfer_in_flight_cancels_it() -> None:

@@ -4,6 +4,8 @@ over in-memory streams and over real TCP."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,10 +26,11 @@ from usbip_gadget.client import (
     open_redirected_device,
     parse_redir_url,
 )
-from usbip_gadget.protocol import Direction
-from usbip_gadget.server import serve_redirected
+from usbip_gadget.protocol import NEED_DATA, Direction
+from usbip_gadget.server import RedirServer, serve_redirected
 from usbip_gadget.testing import FakeDevice, FakeGadget, FakeSource
 from usbip_gadget.usb import DeviceSnapshot, SetupPacket
+from usbip_gadget.usbredir import LINK_CAPS, Connection, DeviceConnect, Role, StopInterruptReceiving
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -221,3 +224,26 @@ async def _served(device: FakeDevice) -> AsyncIterator[RemoteDevice]:
 async def _open_and_close(port: int, match: DeviceMatch | None, timeout: float = 5) -> None:
     async with open_redirected_device("127.0.0.1", port, match, timeout=timeout):
         pass
+
+
+async def test_answers_a_usb_guest_does_not_read_are_counted_against_its_budget() -> None:
+    """Packets the link answers itself (a stream stop) count like replies: a usb-guest that
+    sends them and reads nothing is dropped once its budget is held."""
+    device, log = disk(), list[str]()
+    options = dataclasses.replace(FAST, max_pending_bytes=20_000)
+    server = RedirServer(FakeSource([device]), select_all(device), options=options, log=log.append)
+    client, server_end = trio.testing.lockstep_stream_pair()
+    guest = Connection(Role.GUEST, caps=LINK_CAPS)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle, server_end, "flooder")
+            nursery.start_soon(client.send_all, guest.hello())  # both sides send hello first
+            while not isinstance(event := guest.next_event(), DeviceConnect):
+                if event is NEED_DATA:
+                    guest.receive_data(await client.receive_some(65536))
+            stop = guest.send(StopInterruptReceiving(DISK_IN))
+            with trio.move_on_after(2), contextlib.suppress(trio.BrokenResourceError):
+                for _ in range(2000):  # until the server drops the connection
+                    await client.send_all(stop * 10)
+            await client.aclose()
+    assert any("dropped: more than 20000 bytes in flight" in line for line in log), log

@@ -129,10 +129,14 @@ class RemoteDevice:
     async def _read(self) -> None:
         low_water = LowWater(self._stream)
         complete = self._table.complete
+        # What a link sends unasked once it has read all there was (``LocalLink``).
+        take_output = getattr(self._conn, "take_output", None)
         try:
             while True:
                 event = self._conn.next_event()
                 if event is NEED_DATA:
+                    if take_output is not None and (unasked := take_output()):
+                        self._queue(unasked)
                     low_water.want(self._conn.bytes_wanted())
                     await receive(self._stream, self._conn, "connection to the server")
                 elif type(event) is RetSubmit:  # the common case, without a coroutine
@@ -172,11 +176,14 @@ class RemoteDevice:
             raise self._failure.with_traceback(None)
         data = self._conn.send(message)
         if data:
-            self._outbox.append(data)
-            self._outbox_bytes += len(data)
-            self._outbox_filled.set()
+            self._queue(data)
         if self._local and type(message) is not CmdSubmit:
             self._answer_locally()  # a submit's answer waits until its URB is in the table
+
+    def _queue(self, data: bytes) -> None:
+        self._outbox.append(data)
+        self._outbox_bytes += len(data)
+        self._outbox_filled.set()
 
     def _answer_locally(self) -> None:
         local = self._local

@@ -31,9 +31,12 @@ class Link(Protocol):
 
 
 class LocalLink(Link, Protocol):
-    """A link that answers some commands itself: ``send`` leaves those answers here."""
+    """A link that answers some commands itself (``send`` leaves those answers in
+    ``local_events``) and sends some packets unasked (``take_output``)."""
 
     local_events: deque[RetSubmit | RetUnlink]
+
+    def take_output(self) -> bytes: ...
 
 
 async def receive(stream: trio.abc.ReceiveStream, conn: Link, what: str) -> None:

@@ -112,7 +112,7 @@ class UrbPhase:
         log: Callable[[str], None],
     ) -> None:
         self._stream, self._conn, self._device = stream, conn, device
-        self._local: deque[CmdSubmit] | None = getattr(conn, "local_events", None)
+        self._local: deque[CmdSubmit | CmdUnlink] | None = getattr(conn, "local_events", None)
         self._options = options
         self._log = log
         self._threads = Threads(_WORKER_THREADS)
@@ -203,8 +203,10 @@ class UrbPhase:
                 self._submit(event)
             elif isinstance(event, CmdUnlink):
                 self._unlink(event)
-            elif isinstance(event, bytes):
-                self._post_bytes(event)
+            elif isinstance(event, bytes):  # a link's own answer: counted like a command
+                if self._conn.phase is Phase.URB and event:
+                    self._ledger.admit(reply_cost(event))
+                    self._queue_bytes(event)
             else:
                 raise RemoteProtocolError(f"unexpected {type(event).__name__} in the URB phase")
 
@@ -318,21 +320,29 @@ class UrbPhase:
             self._submit_local()
 
     def _post_bytes(self, data: bytes) -> None:
-        if not data:
-            return
-        self._ledger.take(reply_cost(data))
+        if data:
+            self._ledger.take(reply_cost(data))
+            self._queue_bytes(data)
+
+    def _queue_bytes(self, data: bytes) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             self._outbox.send_nowait(data)
 
     def _submit_local(self) -> None:
-        """Commands the link made itself as it answered (a stream's next transfer)."""
+        """Commands the link made itself as it answered (a stream's next transfer, the
+        unlink of a stream's transfers); none once the session is ending."""
         local = self._local
         assert local is not None
         try:
-            while local:
-                self._submit(local.popleft())
+            while local and self._reason is None:
+                command = local.popleft()
+                if isinstance(command, CmdSubmit):
+                    self._submit(command)
+                else:
+                    self._unlink(command)
         except RemoteProtocolError as exc:
             self._end(f"dropped: {exc}")
+        local.clear()
 
     async def _write_loop(self) -> None:
         timeout = self._options.send_timeout

@@ -41,7 +41,16 @@ from usbip_gadget.protocol import (
     UsbDevice,
 )
 from usbip_gadget.usbredir._connection import Connection
-from usbip_gadget.usbredir._constants import LINK_CAPS, Cap, EndpointType, Role, Speed, Status
+from usbip_gadget.usbredir._constants import (
+    LINK_CAPS,
+    MAX_BULK_LENGTH,
+    Cap,
+    EndpointType,
+    PacketType,
+    Role,
+    Speed,
+    Status,
+)
 from usbip_gadget.usbredir._messages import (
     AltSettingStatus,
     BulkPacket,
@@ -79,6 +88,11 @@ _ERRNO: dict[int, int] = {
 # Linux enum usb_device_speed; an unknown speed is taken as full speed, as QEMU takes it.
 _LINUX_SPEED: dict[int, int] = {Speed.LOW: 1, Speed.FULL: 2, Speed.HIGH: 3, Speed.SUPER: 5}
 _SETUP = struct.Struct("<BBHHH")
+# The packet type that answers each request (the data packets answer in their own type).
+_REPLY_TYPE = {
+    PacketType.SET_CONFIGURATION: PacketType.CONFIGURATION_STATUS,
+    PacketType.SET_ALT_SETTING: PacketType.ALT_SETTING_STATUS,
+}
 _SET_CONFIGURATION = (0x00, 9)
 _SET_INTERFACE = (0x01, 11)
 
@@ -110,7 +124,9 @@ class GuestLink:
         self.local_events: deque[LocalEvent] = deque()
         self._events: deque[LinkEvent] = deque()
         self._endpoints: dict[int, EndpointEntry] = {}
-        self._pending: dict[int, bool] = {}  # seqnum -> whether it is an IN transfer
+        # seqnum -> (whether it is an IN transfer, the packet type its reply must have)
+        self._pending: dict[int, tuple[bool, PacketType]] = {}
+        self._resetting: set[int] | None = None  # interfaces whose setting is being changed
         self._unlinks: dict[int, int] = {}  # seqnum -> the CMD_UNLINK seqnum naming it
         self._streams: dict[int, _Stream] = {}
         self._restart: set[int] = set()
@@ -162,17 +178,14 @@ class GuestLink:
 
     def _receive(self, packet: Packet) -> None:
         match packet:
-            case BulkPacket() | ControlPacket():
-                self._replied(packet.id, packet.status, packet.length, packet.data)
-            case InterruptPacket():
-                if packet.endpoint & 0x80 and packet.id not in self._pending:
-                    self._streamed(packet)
-                else:
-                    self._replied(packet.id, packet.status, packet.length, packet.data)
+            case InterruptPacket() if packet.endpoint & 0x80:  # never asked for: a stream's
+                self._streamed(packet)
+            case BulkPacket() | ControlPacket() | InterruptPacket():
+                self._replied(packet, packet.status, packet.length, packet.data)
             case ConfigurationStatus() | AltSettingStatus():
-                self._replied(packet.id, packet.status, 0, b"")
+                self._replied(packet, packet.status, 0, b"")
             case InterruptReceivingStatus(status=status, endpoint=endpoint):
-                if status != Status.SUCCESS:
+                if status not in (Status.SUCCESS, Status.INVAL):  # inval: it runs already
                     self._stream_ended(endpoint, status)
             case _:
                 self._described(packet)
@@ -182,8 +195,8 @@ class GuestLink:
         starts) says nothing to a USB/IP host controller."""
         match packet:
             case EpInfo():
-                self._endpoints = packet.by_address()
-                self._streams_stopped()
+                old, self._endpoints = self._endpoints, packet.by_address()
+                self._streams_stopped(old)
             case InterfaceInfo():
                 self.interfaces = packet
             case DeviceConnect():
@@ -193,10 +206,13 @@ class GuestLink:
                 if self.connected is not None:
                     self._events.append(UnexportRequest(self.device_record("usbredir")))
 
-    def _replied(self, seqnum: int, status: int, length: int, data: bytes) -> None:
-        is_in = self._pending.pop(seqnum, None)
-        if is_in is None:
-            return  # an answer to nothing (its URB was given up)
+    def _replied(self, packet: Packet, status: int, length: int, data: bytes) -> None:
+        seqnum = packet.id
+        asked = self._pending.get(seqnum)
+        if asked is None or asked[1] is not packet.TYPE:
+            return  # an answer to nothing (its URB was given up), or not to what was asked
+        del self._pending[seqnum]
+        is_in = asked[0]
         unlink = self._unlinks.pop(seqnum, None)
         if unlink is not None and status == Status.CANCELLED and not data:
             self._events.append(RetUnlink(unlink, -errno.ECONNRESET))
@@ -218,14 +234,20 @@ class GuestLink:
             stream.packets.popleft()
         stream.packets.append(packet)
 
-    def _streams_stopped(self) -> None:
-        """A new endpoint table: the usb-host stopped its streams (a new configuration or
-        alternate setting); those with URBs waiting start again with the next ``send``."""
+    def _streams_stopped(self, old: dict[int, EndpointEntry]) -> None:
+        """A new endpoint table after set_configuration (every stream stopped) or
+        set_alt_setting (the streams of that interface stopped): those with URBs waiting
+        start again (``take_output``)."""
+        resetting, self._resetting = self._resetting, None
         for address, stream in self._streams.items():
-            if stream.started:
-                stream.started = False
-                if stream.urbs:
-                    self._restart.add(address)
+            entry = old.get(address)
+            if not stream.started or (
+                resetting is not None and (entry is None or entry.interface not in resetting)
+            ):
+                continue
+            stream.started = False
+            if stream.urbs:
+                self._restart.add(address)
 
     def _stream_ended(self, endpoint: int, status: int) -> None:
         stream = self._streams.get(endpoint)
@@ -240,19 +262,22 @@ class GuestLink:
 
     def send(self, message: Message) -> bytes:
         """The usbredir bytes for a USB/IP command (``b""`` when it is answered locally)."""
-        restart = self._restarts() if self._restart else b""
         match message:
             case CmdSubmit():
-                return restart + self._submit(message)
+                return self._submit(message)
             case CmdUnlink(seqnum=unlink, unlink_seqnum=target):
-                return restart + self._unlink(unlink, target)
+                return self._unlink(unlink, target)
             case UnexportReply():
                 if self._conn.has(Cap.DEVICE_DISCONNECT_ACK):
-                    return restart + self._conn.send(DeviceDisconnectAck())
-                return restart
+                    return self._conn.send(DeviceDisconnectAck())
+                return b""
         raise LocalProtocolError(f"{type(message).__name__} has no usbredir form")
 
-    def _restarts(self) -> bytes:
+    def take_output(self) -> bytes:
+        """What the link must send unasked (streams to start again after a new endpoint
+        table), for the reader to queue whenever it has read what there was."""
+        if not self._restart:
+            return b""
         out = []
         for address in sorted(self._restart):
             stream = self._streams[address]
@@ -263,6 +288,13 @@ class GuestLink:
         return b"".join(out)
 
     def _submit(self, cmd: CmdSubmit) -> bytes:
+        try:
+            return self._submit_packet(cmd)
+        except LocalProtocolError:  # a field usbredir cannot carry
+            self.local_events.append(RetSubmit(cmd.seqnum, -errno.EINVAL))
+            return b""
+
+    def _submit_packet(self, cmd: CmdSubmit) -> bytes:
         is_in = cmd.direction == Direction.IN
         if cmd.ep == 0:
             packet: Packet = self._control(cmd, is_in)
@@ -280,7 +312,11 @@ class GuestLink:
                 self.local_events.append(RetSubmit(cmd.seqnum, -errno.EINVAL))
                 return b""
         data = self._conn.send(packet)
-        self._pending[cmd.seqnum] = is_in
+        self._pending[cmd.seqnum] = (is_in, _REPLY_TYPE.get(packet.TYPE, packet.TYPE))
+        if packet.TYPE is PacketType.SET_CONFIGURATION:
+            self._resetting = None  # a new configuration stops every stream
+        elif isinstance(packet, SetAltSetting):
+            self._resetting = (self._resetting or set()) | {packet.interface}
         return data
 
     def _control(self, cmd: CmdSubmit, is_in: bool) -> Packet:
@@ -295,7 +331,9 @@ class GuestLink:
         )  # fmt: skip
 
     def _bulk_fits(self, length: int) -> bool:
-        return length <= _SHORT_BULK_MAX or self._conn.has(Cap.BULK_LENGTH_32BIT)
+        if length <= _SHORT_BULK_MAX:
+            return True
+        return length <= MAX_BULK_LENGTH and self._conn.has(Cap.BULK_LENGTH_32BIT)
 
     def _interrupt_in(self, seqnum: int, address: int, length: int) -> bytes:
         stream = self._streams.setdefault(address, _Stream())

@@ -27,6 +27,7 @@ import errno
 import itertools
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from usbip_gadget._errors import LocalProtocolError, RemoteProtocolError
 from usbip_gadget.protocol import (
@@ -52,7 +53,6 @@ from usbip_gadget.usbredir._messages import (
     ControlPacket,
     DeviceConnect,
     EpInfo,
-    FilterReject,
     GetAltSetting,
     GetConfiguration,
     InterfaceInfo,
@@ -85,6 +85,23 @@ _STATUS = {
 _GET_CONFIGURATION = (0x80, 8, 0, 0, 1)
 _PORT_RESET = (0x23, 3, 4, 1, 0)  # SET_FEATURE(PORT_RESET) to port 1
 
+
+@dataclass(frozen=True, slots=True)
+class _Streamed:
+    """A transfer interrupt receiving keeps queued: its endpoint, and which start of the
+    stream it belongs to (a transfer of an earlier start is not the stream's any more)."""
+
+    endpoint: int
+    generation: int
+
+
+@dataclass(slots=True)
+class _Stream:
+    size: int
+    generation: int
+    ids: itertools.count[int]
+
+
 #: The interfaces and endpoints of the device as it is set now.
 Describe = Callable[[], tuple[InterfaceInfo, EpInfo]]
 HostEvent = CmdSubmit | CmdUnlink | Sentinel | bytes
@@ -107,13 +124,14 @@ class HostLink:
     def __init__(self, *, caps: frozenset[int] = LINK_CAPS) -> None:
         self._conn = Connection(Role.HOST, caps=caps)
         self._describe: Describe | None = None
-        self.local_events: deque[CmdSubmit] = deque()
+        self.local_events: deque[CmdSubmit | CmdUnlink] = deque()
         self._events: deque[HostEvent] = deque()
         self._seqnums = itertools.count(1)
-        self._asked: dict[int, Packet] = {}  # seqnum -> the packet the command came from
+        self._asked: dict[int, Packet | _Streamed] = {}  # seqnum -> what the command is for
         self._by_id: dict[int, int] = {}  # a data packet's id -> its seqnum
         self._unlinks: dict[int, int] = {}  # CMD_UNLINK seqnum -> the seqnum it names
-        self._streams: dict[int, tuple[int, itertools.count[int]]] = {}  # ep -> size, ids
+        self._streams: dict[int, _Stream] = {}
+        self._generations = itertools.count(1)
         self._closed = False
 
     @property
@@ -214,9 +232,6 @@ class HostLink:
                 self._say(IsoStreamStatus(Status.INVAL, endpoint, id=packet.id))
             case AllocBulkStreams(endpoints=endpoints, id=packet_id):
                 self._say(BulkStreamsStatus(endpoints, 0, Status.IOERROR, id=packet_id))
-            case FilterReject():  # the usb-guest will not use this device
-                self._closed = True
-                self._events.append(CLOSED)
             case _:
                 pass  # a second hello, filters, acks: nothing to do
 
@@ -250,25 +265,32 @@ class HostLink:
         if endpoint in self._streams:
             self._say(InterruptReceivingStatus(Status.INVAL, endpoint, id=packet_id))
             return
-        size = entry.max_packet_size or 64
-        self._streams[endpoint] = (size, itertools.count())
+        stream = self._streams[endpoint] = _Stream(
+            entry.max_packet_size or 64, next(self._generations), itertools.count()
+        )
         self._say(InterruptReceivingStatus(Status.SUCCESS, endpoint, id=packet_id))
         for _ in range(STREAM_TRANSFERS):
-            self._events.append(self._stream_transfer(endpoint, size))
+            self._events.append(self._stream_transfer(endpoint, stream))
 
-    def _stream_transfer(self, endpoint: int, size: int) -> CmdSubmit:
+    def _stream_transfer(self, endpoint: int, stream: _Stream) -> CmdSubmit:
         seqnum = next(self._seqnums)
-        self._asked[seqnum] = StartInterruptReceiving(endpoint)
-        return CmdSubmit(seqnum, 0, Direction.IN, endpoint & 0x0F, size)
+        self._asked[seqnum] = _Streamed(endpoint, stream.generation)
+        return CmdSubmit(seqnum, 0, Direction.IN, endpoint & 0x0F, stream.size)
 
     def _stop_stream(self, endpoint: int, packet_id: int) -> None:
         if self._streams.pop(endpoint, None) is not None:
-            for seqnum, asked in list(self._asked.items()):
-                if isinstance(asked, StartInterruptReceiving) and asked.endpoint == endpoint:
-                    unlink = next(self._seqnums)
-                    self._unlinks[unlink] = seqnum
-                    self._events.append(CmdUnlink(unlink, 0, seqnum))
+            self._events.extend(self._unlink_stream(endpoint))
         self._say(InterruptReceivingStatus(Status.SUCCESS, endpoint, id=packet_id))
+
+    def _unlink_stream(self, endpoint: int) -> list[CmdUnlink]:
+        """CMD_UNLINK for every transfer still queued for ``endpoint``'s streams."""
+        unlinks = []
+        for seqnum, asked in self._asked.items():
+            if isinstance(asked, _Streamed) and asked.endpoint == endpoint:
+                unlink = next(self._seqnums)
+                self._unlinks[unlink] = seqnum
+                unlinks.append(CmdUnlink(unlink, 0, seqnum))
+        return unlinks
 
     # ------------------------------------------------------------ sending
 
@@ -290,12 +312,14 @@ class HostLink:
                 return self._answer(asked, RetSubmit(unlink, -errno.ECONNRESET))
         raise LocalProtocolError(f"{type(message).__name__} has no usbredir form")
 
-    def _forget_id(self, asked: Packet) -> None:
-        if asked.TYPE in (ControlPacket.TYPE, BulkPacket.TYPE, InterruptPacket.TYPE):
+    def _forget_id(self, asked: Packet | _Streamed) -> None:
+        if isinstance(asked, ControlPacket | BulkPacket | InterruptPacket):
             self._by_id.pop(asked.id, None)
 
-    def _answer(self, asked: Packet, ret: RetSubmit) -> bytes:
+    def _answer(self, asked: Packet | _Streamed, ret: RetSubmit) -> bytes:
         status, data = status_of(ret.status), ret.data
+        if isinstance(asked, _Streamed):
+            return self._streamed(asked, status, data)
         match asked:
             case ControlPacket():
                 return self._conn.send(ControlPacket(
@@ -309,8 +333,6 @@ class HostLink:
             case InterruptPacket():
                 length = ret.actual_length
                 return self._conn.send(InterruptPacket(asked.endpoint, status, length, id=asked.id))
-            case StartInterruptReceiving(endpoint=endpoint):
-                return self._streamed(endpoint, status, data)
         return self._standard(asked, status, data)
 
     def _standard(self, asked: Packet, status: Status, data: bytes) -> bytes:
@@ -330,16 +352,17 @@ class HostLink:
                 return self._conn.send(AltSettingStatus(status, interface, alt, id=asked.id))
         return b""  # reset: no answer
 
-    def _streamed(self, endpoint: int, status: Status, data: bytes) -> bytes:
+    def _streamed(self, asked: _Streamed, status: Status, data: bytes) -> bytes:
+        endpoint = asked.endpoint
         stream = self._streams.get(endpoint)
-        if stream is None:
-            return b""  # stopped meanwhile
-        size, ids = stream
-        if status != Status.SUCCESS:
+        if stream is None or stream.generation != asked.generation:
+            return b""  # stopped meanwhile, or a transfer of an earlier start
+        if status != Status.SUCCESS:  # the stream stops; the guest may start it again
             del self._streams[endpoint]
+            self.local_events.extend(self._unlink_stream(endpoint))
             return self._conn.send(InterruptReceivingStatus(status, endpoint))
-        self.local_events.append(self._stream_transfer(endpoint, size))
-        packet = InterruptPacket(endpoint, status, len(data), data, id=next(ids))
+        self.local_events.append(self._stream_transfer(endpoint, stream))
+        packet = InterruptPacket(endpoint, status, len(data), data, id=next(stream.ids))
         return self._conn.send(packet)
 
 
