@@ -118,6 +118,18 @@ class EndpointsExhausted(GadgetError):
     """The controller could not give a function all the endpoints it asked for at bind."""
 
 
+class EndpointShutdown(GadgetError):
+    """The host disabled the endpoint (configuration change, reset or unplug) mid-transfer."""
+
+
+class TemplateError(GadgetError):
+    """A gadget template that cannot be used: the message names the template and the key."""
+
+
+class ServiceError(UsbipGadgetError):
+    """The service units could not be put in place."""
+
+
 class TransferError(UsbipGadgetError):
     """A URB completed with a non-zero status (a negated Linux errno on the wire)."""
 

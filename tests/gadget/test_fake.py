@@ -13,9 +13,10 @@ import trio.testing
 from tests.calls import Call
 from tests.client.fakes import FakeUsbDevice, disk, keyboard
 from tests.usb.vectors import CDC_ACM_CONFIG, KEYBOARD_REPORT
+from usbip_gadget import EndpointShutdown
 from usbip_gadget._errors import FunctionFsUnsupported, GadgetError
 from usbip_gadget.gadget import Ep0Event, Ep0EventType
-from usbip_gadget.gadget._backend import EndpointShutdown, GadgetBackend
+from usbip_gadget.gadget._backend import GadgetBackend
 from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.testing import FakeGadget, HostBabble, HostError, HostStall, HostTimeout
 from usbip_gadget.usb import (

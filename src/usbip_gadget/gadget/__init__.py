@@ -14,12 +14,13 @@ this package only, never its private modules or its two backends directly.
 
 from usbip_gadget._errors import (
     EndpointsExhausted,
+    EndpointShutdown,
     FunctionFsUnsupported,
     GadgetFsUnsupported,
     NoBackend,
+    TemplateError,
 )
 from usbip_gadget.gadget._backend import (
-    EndpointShutdown,
     GadgetBackend,
     GadgetEndpoint,
     PacketReader,
@@ -54,7 +55,6 @@ from usbip_gadget.gadget._remap import (
 )
 from usbip_gadget.gadget._template import (
     GadgetTemplate,
-    TemplateError,
     TemplateFunction,
     gadget_up,
     load_template,

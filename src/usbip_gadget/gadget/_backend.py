@@ -15,14 +15,9 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
-from usbip_gadget._errors import GadgetError
 from usbip_gadget.gadget._events import Ep0Event
 from usbip_gadget.gadget._remap import Remap
 from usbip_gadget.usb import EndpointDescriptor
-
-
-class EndpointShutdown(GadgetError):
-    """The host disabled the endpoint (configuration change, reset or unplug) mid-transfer."""
 
 
 class GadgetEndpoint(Protocol):
@@ -200,7 +195,6 @@ class GadgetBackend(Protocol):
 
 
 __all__ = [
-    "EndpointShutdown",
     "GadgetBackend",
     "GadgetEndpoint",
     "PacketReader",

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import trio
 
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import EndpointShutdown, GadgetError
 from usbip_gadget.gadget._aio import Aio, AioRequest, PacketRing
 from usbip_gadget.gadget._backend import (
-    EndpointShutdown,
     PacketReader,
     QueuedWrite,
     one_read_at_a_time,

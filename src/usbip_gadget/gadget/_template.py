@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from usbip_gadget._errors import GadgetError
+from usbip_gadget._errors import GadgetError, TemplateError
 from usbip_gadget.gadget._configfs import GADGET_ROOT, ConfigfsGadget
 from usbip_gadget.usb import DeviceSnapshot, Speed
 
@@ -34,10 +34,6 @@ _DEVICE_FIELDS = {
 _STRINGS = ("manufacturer", "product", "serialnumber")
 _LANG_EN_US = 0x0409
 _CONFIG_VALUE = 1
-
-
-class TemplateError(GadgetError):
-    """A template that cannot be used: the message names the template and the key."""
 
 
 @dataclass(frozen=True, slots=True)

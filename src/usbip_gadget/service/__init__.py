@@ -7,11 +7,11 @@ program goes; each reads its options from a config file in ``/etc/usbip-gadget/`
 This room imports the standard library and ``usbip_gadget._errors`` only.
 """
 
+from usbip_gadget._errors import ServiceError
 from usbip_gadget.service._install import (
     CONFIG_DIR,
     UNIT_DIR,
     UNITS,
-    ServiceError,
     install_units,
     render_unit,
 )

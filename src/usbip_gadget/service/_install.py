@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from usbip_gadget._errors import UsbipGadgetError
+from usbip_gadget._errors import ServiceError
 
 #: The units, each as shipped in ``units/``: one instance per device, serve, listen.
 UNITS = ("usbip-gadget@.service", "usbip-gadget-serve.service", "usbip-gadget-listen.service")
@@ -14,10 +14,6 @@ UNITS = ("usbip-gadget@.service", "usbip-gadget-serve.service", "usbip-gadget-li
 UNIT_DIR = Path("etc/systemd/system")
 CONFIG_DIR = Path("etc/usbip-gadget")
 _PLACEHOLDER = "@PROGRAM@"
-
-
-class ServiceError(UsbipGadgetError):
-    """The units could not be put in place."""
 
 
 def render_unit(unit: str, program: Path) -> str:
