@@ -27,7 +27,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "_tls": _BASE,
     "_ws": _BASE,
     "_net": _BASE | {"protocol", "_tls", "_ws"},
-    "usbredir": frozenset({"_errors", "protocol"}),
+    "usbredir": frozenset({"_errors", "protocol", "usb"}),
     "client": _BASE | {"_net", "protocol", "usb", "usbredir"},
     "gadget": _BASE | {"usb"},
     "server": _BASE | {"_net", "protocol", "usb", "usbredir"},

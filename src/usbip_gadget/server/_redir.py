@@ -28,7 +28,6 @@ from usbip_gadget.server._server import (
     run_server,
 )
 from usbip_gadget.server._source import DeviceSource, LocalDevice
-from usbip_gadget.server._urbs import UrbPhase
 from usbip_gadget.usbredir import (
     ENDPOINTS,
     DeviceConnect,
@@ -58,19 +57,12 @@ class RedirServer(Server):
         claim = await self._first_free(peer)
         if claim is None:
             return
-        name, reason = device_name(claim.entry), "the server stopped"
-        try:
-            offer = link.connect(_connect(claim.entry), partial(_tables, claim))
-            await stream.send_all(offer)
-            self.log(f"redirected {name} to {peer}")
-            urbs = UrbPhase(stream, link, claim.device, options=self.options, log=self.log)
-            reason = await urbs.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            reason = "connection lost"
-        finally:
-            with trio.CancelScope(shield=True):
-                await self.release(claim)
-            self.log(f"released {name} from {peer}: {reason}")
+        offer = link.connect(_connect(claim.entry), partial(_tables, claim))
+        said = f"redirected {device_name(claim.entry)} to {peer}"
+        await self.serve_claim(stream, link, claim, peer, greeting=offer, said=said)
+
+    def listener_note(self) -> str:
+        return " (usbredir)"
 
     async def _first_free(self, peer: str) -> Claim | None:
         for entry in await self.exported():
@@ -135,7 +127,7 @@ async def serve_redirected(
     """Offer the selected devices over usbredir on ``host``:``port`` until cancelled
     (``ExportError`` at once if none is selected)."""
     server = RedirServer(source, selection, options=options, log=log, transport=PLAIN)
-    await run_server(server, host, port, what=" (usbredir)", task_status=task_status)
+    await run_server(server, host, port, task_status=task_status)
 
 
 __all__ = ["RedirServer", "serve_redirected"]

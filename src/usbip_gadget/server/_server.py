@@ -43,7 +43,7 @@ from usbip_gadget.server._options import ServeOptions
 from usbip_gadget.server._select import Selection
 from usbip_gadget.server._source import DeviceSource, LocalDevice
 from usbip_gadget.server._transfer import Threads
-from usbip_gadget.server._urbs import UrbPhase
+from usbip_gadget.server._urbs import Link, UrbPhase
 
 Log = Callable[[str], None]
 
@@ -99,6 +99,10 @@ class Server:
     @property
     def transport(self) -> Transport:
         return self._transport
+
+    def listener_note(self) -> str:
+        """What is said of the listener after its address: the transport, if not plain TCP."""
+        return f" ({self._transport.describe()})" if self._transport != PLAIN else ""
 
     def log(self, line: str) -> None:
         self._log(line)
@@ -158,11 +162,21 @@ class Server:
         if not isinstance(claim, Claim):
             await _send(stream, conn, ImportReply(claim))
             return
+        reply = conn.send(ImportReply(OpStatus.OK, claim.entry.device))
+        said = f"imported {device_name(claim.entry)} by {peer}"
+        await self.serve_claim(stream, conn, claim, peer, greeting=reply, said=said)
+
+    async def serve_claim(
+        self, stream: trio.abc.Stream, link: Link, claim: Claim, peer: str, *, greeting: bytes,
+        said: str,
+    ) -> None:  # fmt: skip
+        """Send ``greeting`` (what gives the peer the device) and log ``said``; serve its URBs
+        through ``link`` until one side ends, then release it and log why it ended."""
         name, reason = device_name(claim.entry), "the server stopped"
         try:
-            await _send(stream, conn, ImportReply(OpStatus.OK, claim.entry.device))
-            self._log(f"imported {name} by {peer}")
-            urbs = UrbPhase(stream, conn, claim.device, options=self._options, log=self._log)
+            await stream.send_all(greeting)
+            self._log(said)
+            urbs = UrbPhase(stream, link, claim.device, options=self._options, log=self._log)
             reason = await urbs.run()
         except _NETWORK_ERRORS:
             reason = "connection lost"
@@ -305,11 +319,9 @@ async def run_server(
     host: str,
     port: int,
     *,
-    what: str = "",
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``host``:``port`` and hand each connection to ``server`` until cancelled;
-    ``what`` is said of the listener in its first log line."""
+    """Listen on ``host``:``port`` and hand each connection to ``server`` until cancelled."""
     exported = await server.exported()
     if not exported:
         raise ExportError(
@@ -319,8 +331,8 @@ async def run_server(
     listeners = await server.listen(host, port)
     bound = listeners[0].socket.getsockname()[1]
     names = ", ".join(device_name(e) for e in exported)
-    over = f" ({server.transport.describe()})" if server.transport != PLAIN else what
-    server.log(f"listening on {format_address((host, bound))}{over}, exporting {names}")
+    address = format_address((host, bound))
+    server.log(f"listening on {address}{server.listener_note()}, exporting {names}")
     task_status.started(bound)
     await serve_capped(
         server.handle_socket, listeners, limits=server.options.limits, log=server.log

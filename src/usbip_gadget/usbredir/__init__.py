@@ -6,8 +6,8 @@ and a connection for either role (the usb-host, which has the device, or the usb
 which uses it): bytes in, packets out, every length checked. ``GuestLink`` speaks the
 usb-guest role as USB/IP commands and replies, so a USB/IP host controller can use it;
 ``HostLink`` the usb-host role, so a USB/IP server's URB phase can.
-Nothing here reads a socket. May import the standard library, ``usbip_gadget._errors``
-and ``protocol`` (the USB/IP messages and sentinels) only.
+Nothing here reads a socket. May import the standard library, ``usbip_gadget._errors``,
+``protocol`` (the USB/IP messages and sentinels) and ``usb`` (SETUP packets) only.
 """
 
 from usbip_gadget.usbredir._connection import ALL_CAPS, Connection, Event

@@ -23,7 +23,6 @@ URB waiting for the interrupt stream, a URB usbredir cannot carry. Those are put
 from __future__ import annotations
 
 import errno
-import struct
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -40,6 +39,7 @@ from usbip_gadget.protocol import (
     UnexportRequest,
     UsbDevice,
 )
+from usbip_gadget.usb import Request, RequestType, SetupPacket
 from usbip_gadget.usbredir._connection import Connection
 from usbip_gadget.usbredir._constants import (
     LINK_CAPS,
@@ -87,14 +87,13 @@ _ERRNO: dict[int, int] = {
 }
 # Linux enum usb_device_speed; an unknown speed is taken as full speed, as QEMU takes it.
 _LINUX_SPEED: dict[int, int] = {Speed.LOW: 1, Speed.FULL: 2, Speed.HIGH: 3, Speed.SUPER: 5}
-_SETUP = struct.Struct("<BBHHH")
 # The packet type that answers each request (the data packets answer in their own type).
 _REPLY_TYPE = {
     PacketType.SET_CONFIGURATION: PacketType.CONFIGURATION_STATUS,
     PacketType.SET_ALT_SETTING: PacketType.ALT_SETTING_STATUS,
 }
-_SET_CONFIGURATION = (0x00, 9)
-_SET_INTERFACE = (0x01, 11)
+_SET_CONFIGURATION = (RequestType.OUT | RequestType.DEVICE, Request.SET_CONFIGURATION)
+_SET_INTERFACE = (RequestType.OUT | RequestType.INTERFACE, Request.SET_INTERFACE)
 
 LocalEvent = RetSubmit | RetUnlink
 LinkEvent = RetSubmit | RetUnlink | UnexportRequest | Sentinel
@@ -320,14 +319,15 @@ class GuestLink:
         return data
 
     def _control(self, cmd: CmdSubmit, is_in: bool) -> Packet:
-        request_type, request, value, index, length = _SETUP.unpack(cmd.setup)
-        if (request_type, request) == _SET_CONFIGURATION:
-            return SetConfiguration(value & 0xFF, id=cmd.seqnum)
-        if (request_type, request) == _SET_INTERFACE:
-            return SetAltSetting(index & 0xFF, value & 0xFF, id=cmd.seqnum)
+        setup = SetupPacket.parse(cmd.setup)
+        request = (setup.bm_request_type, setup.b_request)
+        if request == _SET_CONFIGURATION:
+            return SetConfiguration(setup.w_value & 0xFF, id=cmd.seqnum)
+        if request == _SET_INTERFACE:
+            return SetAltSetting(setup.w_index & 0xFF, setup.w_value & 0xFF, id=cmd.seqnum)
         return ControlPacket(
-            0x80 if is_in else 0x00, request, request_type, 0, value, index,
-            length if is_in else len(cmd.data), cmd.data, id=cmd.seqnum,
+            0x80 if is_in else 0x00, setup.b_request, setup.bm_request_type, 0, setup.w_value,
+            setup.w_index, setup.w_length if is_in else len(cmd.data), cmd.data, id=cmd.seqnum,
         )  # fmt: skip
 
     def _bulk_fits(self, length: int) -> bool:

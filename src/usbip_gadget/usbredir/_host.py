@@ -41,6 +41,7 @@ from usbip_gadget.protocol import (
     RetUnlink,
     Sentinel,
 )
+from usbip_gadget.usb import Request, RequestType, SetupPacket
 from usbip_gadget.usbredir._connection import Connection
 from usbip_gadget.usbredir._constants import LINK_CAPS, EndpointType, Role, Status
 from usbip_gadget.usbredir._messages import (
@@ -82,8 +83,11 @@ _STATUS = {
     -errno.EINVAL: Status.INVAL,
     -errno.EOPNOTSUPP: Status.INVAL,
 }
-_GET_CONFIGURATION = (0x80, 8, 0, 0, 1)
-_PORT_RESET = (0x23, 3, 4, 1, 0)  # SET_FEATURE(PORT_RESET) to port 1
+_GET_CONFIGURATION = SetupPacket(RequestType.IN, Request.GET_CONFIGURATION, 0, 0, 1).pack()
+# The hub class's SET_FEATURE(PORT_RESET) to port 1, as vhci-hcd sends it (USB 2.0 §11.24.2).
+_PORT_RESET = SetupPacket(
+    RequestType.CLASS | RequestType.OTHER, Request.SET_FEATURE, 4, 1, 0
+).pack()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +114,6 @@ HostEvent = CmdSubmit | CmdUnlink | Sentinel | bytes
 def status_of(status: int) -> Status:
     """The usbredir status of a negated errno."""
     return _STATUS.get(status, Status.IOERROR)
-
-
-def _setup(request_type: int, request: int, value: int, index: int, length: int) -> bytes:
-    return bytes([request_type, request]) + b"".join(
-        n.to_bytes(2, "little") for n in (value, index, length)
-    )
 
 
 class HostLink:
@@ -180,10 +178,10 @@ class HostLink:
         match packet:
             case ControlPacket():
                 direction = Direction.IN if packet.endpoint & 0x80 else Direction.OUT
-                setup = _setup(
+                setup = SetupPacket(
                     packet.requesttype, packet.request, packet.value, packet.index, packet.length
                 )
-                self._command(packet, 0, direction, packet.length, packet.data, setup)
+                self._command(packet, 0, direction, packet.length, packet.data, setup.pack())
             case BulkPacket() | InterruptPacket():
                 self._transfer(packet)
             case CancelDataPacket(id=packet_id):
@@ -206,16 +204,20 @@ class HostLink:
         """The packets that are not data: standard requests, streams, and the rest."""
         match packet:
             case SetConfiguration(configuration=value):
-                self._command(packet, 0, Direction.OUT, 0, b"", _setup(0x00, 9, value, 0, 0))
+                setup = SetupPacket.set_configuration(value)
+                self._command(packet, 0, Direction.OUT, 0, b"", setup.pack())
             case GetConfiguration():
-                self._command(packet, 0, Direction.IN, 1, b"", _setup(*_GET_CONFIGURATION))
+                self._command(packet, 0, Direction.IN, 1, b"", _GET_CONFIGURATION)
             case SetAltSetting(interface=interface, alt=alt):
-                setup = _setup(0x01, 11, alt, interface, 0)
-                self._command(packet, 0, Direction.OUT, 0, b"", setup)
+                setup = SetupPacket(RequestType.INTERFACE, Request.SET_INTERFACE, alt, interface)
+                self._command(packet, 0, Direction.OUT, 0, b"", setup.pack())
             case GetAltSetting(interface=interface):
-                self._command(packet, 0, Direction.IN, 1, b"", _setup(0x81, 10, 0, interface, 1))
+                setup = SetupPacket(
+                    RequestType.IN | RequestType.INTERFACE, Request.GET_INTERFACE, 0, interface, 1
+                )
+                self._command(packet, 0, Direction.IN, 1, b"", setup.pack())
             case Reset():
-                self._command(packet, 0, Direction.OUT, 0, b"", _setup(*_PORT_RESET))
+                self._command(packet, 0, Direction.OUT, 0, b"", _PORT_RESET)
             case StartInterruptReceiving(endpoint=endpoint, id=packet_id):
                 self._start_stream(endpoint, packet_id)
             case StopInterruptReceiving(endpoint=endpoint, id=packet_id):
